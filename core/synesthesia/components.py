@@ -1,0 +1,185 @@
+"""The things plugins contribute: generators, forms, renderers, and the artwork they are handed.
+
+These are plain dataclasses and protocols with no heavy imports, so that plugin discovery stays fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
+
+# --------------------------------------------------------------------------------------------------
+# Decoding constraints
+
+
+@runtime_checkable
+class LogitsProcessor(Protocol):
+    """Changes next-token scores during decoding; how forms constrain what the model may write.
+
+    ``generated`` is a LongTensor [B, T] of the tokens generated so far for each candidate (the prompt
+    excluded; T may be 0). ``logits`` is a FloatTensor [B, V] of next-token scores. Return the changed
+    logits (in place is fine); set a score to ``-inf`` to forbid a token.
+    """
+
+    def __call__(self, generated, logits): ...
+
+
+@dataclass
+class Conditioning:
+    """What a form asks of the model: control tokens and a text prefix.
+
+    ``form`` and ``keywords`` become control tokens when the model was trained with them (see
+    ``synesthesia.tokenizer.format_conditioned``); a model without them falls back to plain text.
+    """
+
+    form: str | None = None
+    keywords: list[str] = field(default_factory=list)
+    language: str | None = None  # "zh", "en", or None for any
+    prefix: str = ""  # text the poem starts with (e.g. a title, an acrostic's first character)
+
+
+@dataclass
+class Validation:
+    """A validator's verdict: ``ok`` if the text obeys the form; ``score`` in [0, 1] ranks candidates."""
+
+    ok: bool
+    score: float
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FormRequest:
+    """What the artist asked for, handed to a form's recipe."""
+
+    theme: str = ""
+    prompt: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Form:
+    """A writing form: how to ask for it, how to constrain decoding, how to check the result.
+
+    - ``conditioning(request) -> Conditioning``: the prompt recipe.
+    - ``logits_processors(tokenizer, request) -> list[LogitsProcessor]``: optional decoding constraints.
+    - ``validate(text) -> Validation``: whether a text obeys the form, with a score for ranking.
+    - ``finalize(text) -> str``: optional clean-up of a raw generation (trim after the last line, ...).
+    - ``max_new_tokens``: a sensible budget for one candidate.
+    """
+
+    name: str
+    description: str
+    language: str | None
+    conditioning: Callable[[FormRequest], Conditioning]
+    validate: Callable[[str], Validation]
+    logits_processors: Callable[[Any, FormRequest], list[LogitsProcessor]] | None = None
+    finalize: Callable[[str], str] | None = None
+    aliases: Sequence[str] = ()
+    max_new_tokens: int | None = None
+    stop: Sequence[str] = ()
+
+
+# --------------------------------------------------------------------------------------------------
+# Generators
+
+
+@dataclass
+class SamplingSettings:
+    """How to pick tokens; the fields of the ``generation`` config group."""
+
+    temperature: float = 0.8
+    top_k: int | None = 50
+    top_p: float | None = 0.95
+    min_p: float | None = None
+    repetition_penalty: float = 1.0
+    max_new_tokens: int = 128
+    stop: list[str] = field(default_factory=list)
+    seed: int = 0
+
+
+@dataclass
+class GenerationRequest:
+    """One call to a generator: ``n`` candidates for one conditioning."""
+
+    conditioning: Conditioning
+    sampling: SamplingSettings
+    n: int = 1
+    logits_processors: list[LogitsProcessor] = field(default_factory=list)
+    # Built lazily by the generator, since processors need its tokenizer.
+    make_logits_processors: Callable[[Any], list[LogitsProcessor]] | None = None
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """A text backend. ``name`` is what ``model.generator=NAME`` selects."""
+
+    name: str
+
+    def load(self, model: str | None, device: str = "cpu") -> "LoadedGenerator":
+        """Load the named model (checkpoint name or folder); raise SynesthesiaError if it can't."""
+        ...
+
+
+@runtime_checkable
+class LoadedGenerator(Protocol):
+    """A generator with its model in memory."""
+
+    def describe(self) -> dict[str, Any]:
+        """For the manifest: model name, path, sha256 checksum, parameter count, tokenizer."""
+        ...
+
+    def generate(self, request: GenerationRequest) -> list[str]:
+        """Return ``request.n`` candidate texts (the prompt excluded)."""
+        ...
+
+    def stream(self, request: GenerationRequest) -> Iterator[str]:
+        """Yield the text of one candidate piece by piece as it is decoded."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------------
+# Renderers and artworks
+
+
+@dataclass
+class RenderContext:
+    """What a renderer is given.
+
+    ``out_dir`` is the renderer's own folder inside the (staging) artwork folder; write every file
+    there. ``options`` is the renderer's validated options model. ``manifest`` is the manifest so far
+    (prompt, config, model, seed), e.g. to embed in a PNG text chunk.
+    """
+
+    text: str
+    form: str
+    language: str | None
+    theme: str
+    seed: int
+    out_dir: Path
+    options: Any
+    manifest: dict[str, Any]
+    title: str = ""
+    model_name: str = ""
+
+
+@dataclass
+class Renderer:
+    """Turns text into artifacts. ``render(context)`` returns the paths it wrote (inside ``out_dir``)."""
+
+    name: str
+    description: str
+    options: type  # a pydantic BaseModel subclass; ``options()`` must give valid defaults
+    render: Callable[[RenderContext], list[Path]]
+    # Languages it applies to; None means any. A pipeline skips a renderer that does not apply.
+    languages: Sequence[str] | None = None
+
+
+@dataclass
+class Artwork:
+    """A finished artwork on disk, handed to ``artwork_created``."""
+
+    path: Path  # the artwork folder: text.txt, manifest.json, one folder per renderer
+    text: str
+    manifest: dict[str, Any]
+    files: list[Path]

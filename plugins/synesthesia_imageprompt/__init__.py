@@ -1,0 +1,1 @@
+"""Image-prompt plugin: prompts for diffusion tools and an offline visual sketch."""

@@ -1,0 +1,1 @@
+"""MIDI plugin: melodies that follow the words, written as MIDI and rendered to audio."""

@@ -1,0 +1,1 @@
+"""Poetry plugin: poetic forms with constrained decoding and validators, and typeset layouts."""

@@ -1,0 +1,1 @@
+"""The core transformer as a text generator (built-in plugin)."""
