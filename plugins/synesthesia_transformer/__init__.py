@@ -1,1 +1,85 @@
-"""The core transformer as a text generator (built-in plugin)."""
+"""The core transformer as a text generator (built-in plugin).
+
+Registers the generator ``transformer`` (our own GPT, loaded from a checkpoint folder) and the
+checkpoints shipped in this package's ``checkpoints/`` folder (``tang``, ``shakespeare``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import synesthesia
+from synesthesia.components import GenerationRequest
+
+CHECKPOINTS = Path(__file__).parent / "checkpoints"
+
+
+class LoadedTransformer:
+    """A checkpoint in memory, sampling through ``synesthesia.sampling.TextSampler``."""
+
+    def __init__(self, name: str, checkpoint: Any, device: str) -> None:
+        from synesthesia.sampling import TextSampler
+
+        self.name = name
+        self.checkpoint = checkpoint
+        self.tokenizer = checkpoint.tokenizer
+        self.sampler = TextSampler(checkpoint.model, checkpoint.tokenizer, device=device)
+
+    def describe(self) -> dict[str, Any]:
+        model = self.checkpoint.model
+        return {
+            "generator": "transformer",
+            "name": self.name,
+            "path": str(self.checkpoint.path),
+            "sha256": self.checkpoint.sha256,
+            "parameters": int(sum(p.numel() for p in model.parameters())),
+            "config": {k: v for k, v in vars(model.config).items()},
+            "tokenizer": type(self.tokenizer).__name__,
+            "card": dict(self.checkpoint.meta or {}).get("card"),
+        }
+
+    def _prompt_and_processors(self, request: GenerationRequest) -> tuple[list[int], list[Any]]:
+        prompt_ids = self.tokenizer.encode_conditioned(request.conditioning)
+        processors = list(request.logits_processors)
+        if request.make_logits_processors is not None:
+            processors += list(request.make_logits_processors(self.tokenizer))
+        return prompt_ids, processors
+
+    def generate(self, request: GenerationRequest) -> list[str]:
+        prompt_ids, processors = self._prompt_and_processors(request)
+        texts = self.sampler.generate(prompt_ids, request.sampling, n=request.n, logits_processors=processors)
+        prefix = request.conditioning.prefix
+        return [prefix + t for t in texts]
+
+    def stream(self, request: GenerationRequest) -> Iterator[str]:
+        prompt_ids, processors = self._prompt_and_processors(request)
+        if request.conditioning.prefix:
+            yield request.conditioning.prefix
+        yield from self.sampler.stream(prompt_ids, request.sampling, logits_processors=processors)
+
+
+class TransformerGenerator:
+    """Our own decoder-only transformer. ``model.name`` is a registered checkpoint or a folder."""
+
+    name = "transformer"
+
+    def load(self, model: str | None, device: str = "cpu") -> LoadedTransformer:
+        from synesthesia.checkpoint import load_checkpoint
+        from synesthesia.plugins import resolve_checkpoint
+
+        path = resolve_checkpoint(model or "")
+        return LoadedTransformer(str(model), load_checkpoint(path, device=device), device)
+
+
+@synesthesia.hookimpl
+def register_generators(register):
+    register(TransformerGenerator())
+
+
+@synesthesia.hookimpl
+def register_checkpoints(register):
+    if CHECKPOINTS.is_dir():
+        for folder in sorted(CHECKPOINTS.iterdir()):
+            if (folder / "config.json").is_file():
+                register(folder.name, folder)

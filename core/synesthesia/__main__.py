@@ -1,0 +1,3 @@
+from synesthesia.cli import main
+
+main()

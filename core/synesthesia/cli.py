@@ -1,0 +1,203 @@
+"""The ``synesthesia`` command line. Heavy modules are imported inside each command, so ``--help`` is fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import click
+
+from synesthesia import __version__
+from synesthesia.errors import SynesthesiaError
+
+DEBUG_ENV = "SYNESTHESIA_DEBUG"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="synesthesia")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+def cli(debug: bool) -> None:
+    """Synesthesia: our own transformer writes poems; plugins turn them into layouts, melodies and image prompts.
+
+    \b
+    Quick start:
+      synesthesia run form=七绝 theme=秋月          one artwork (text, layouts, MIDI, prompts, manifest)
+      synesthesia run -m form=haiku,七绝 theme=sea  a sweep (Hydra multirun)
+      synesthesia generate "winter sea" --form haiku
+      synesthesia render outputs/…/RUN_DIR         re-render after editing artwork/text.txt
+      synesthesia plugins                          what is installed
+    """
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
+
+def _hydra_argv(overrides: tuple[str, ...]) -> list[str]:
+    from synesthesia.config import quote_override
+
+    return [quote_override(arg) for arg in overrides]
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
+def run(overrides: tuple[str, ...]) -> None:
+    """Make an artwork with a Hydra-composed pipeline.
+
+    OVERRIDES are Hydra overrides: form=七绝 theme=秋月 seed=3 model.name=tang generation.candidates=16
+    pipeline.renderers=[poem_png,midi] renderer.poem_png.width=1200. Add -m for a sweep
+    (form=haiku,sonnet theme=autumn,sea) and hydra/launcher=joblib to run the sweep in parallel.
+    Use --cfg job to print the composed config, --help for Hydra's own help.
+    """
+    from synesthesia.app import run_hydra_app
+
+    run_hydra_app(_hydra_argv(overrides))
+
+
+@cli.command()
+@click.argument("prompt", required=False, default="")
+@click.option("--form", "form_name", default="free", show_default=True, help="Writing form (see `synesthesia plugins`).")
+@click.option("--theme", default=None, help="Theme keywords; defaults to PROMPT.")
+@click.option("--model", "model_name", default="auto", show_default=True, help="Checkpoint name or folder.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--temperature", default=0.8, show_default=True, type=float)
+@click.option("--top-k", default=40, show_default=True, type=int)
+@click.option("--top-p", default=0.95, show_default=True, type=float)
+@click.option("--max-tokens", default=0, type=int, help="Token budget (0: the form's own).")
+@click.option("--unconstrained", is_flag=True, help="Decode without the form's constraints.")
+def generate(prompt: str, form_name: str, theme: str | None, model_name: str, seed: int, temperature: float,
+             top_k: int, top_p: float, max_tokens: int, unconstrained: bool) -> None:
+    """Write one text quickly and stream it to the terminal (no files written)."""
+    from synesthesia.app import generate_streaming
+
+    generate_streaming(prompt=prompt, form_name=form_name, theme=theme if theme is not None else prompt,
+                       model_name=model_name, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p,
+                       max_tokens=max_tokens, constrained=not unconstrained)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Re-render even if text.txt is unchanged.")
+def render(run_dir: Path, force: bool) -> None:
+    """Re-render every medium from the edited artwork/text.txt of RUN_DIR, keeping the previous revision."""
+    from synesthesia.pipeline import render_revision
+
+    artwork = render_revision(run_dir, force=force, log=lambda m: click.echo(m, err=True))
+    click.echo(f"revision {artwork.manifest.get('revision')}: {artwork.path}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def plugins(as_json: bool) -> None:
+    """List installed plugins: name, version, hooks, and what each registers."""
+    from synesthesia.app import plugin_listing
+
+    listing = plugin_listing()
+    if as_json:
+        click.echo(json.dumps(listing, ensure_ascii=False, indent=2))
+        return
+    for plugin in listing["plugins"]:
+        status = f"SKIPPED: {plugin['error']}" if plugin["error"] else ", ".join(plugin["hooks"])
+        click.echo(f"{plugin['name']} {plugin['version'] or ''}  [{status}]")
+        for kind in ("generators", "forms", "renderers", "checkpoints"):
+            names = plugin.get(kind) or []
+            if names:
+                click.echo(f"    {kind}: {', '.join(names)}")
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
+def train(overrides: tuple[str, ...]) -> None:
+    """Train (or resume, or fine-tune) a model. OVERRIDES are Hydra overrides of conf/train.yaml.
+
+    e.g. synesthesia train data.paths=[my_poems/] out_dir=runs/mine  |  train=tang  |  resume=true
+    """
+    from synesthesia.train import main as train_main
+
+    train_main(_hydra_argv(overrides))
+
+
+@cli.command()
+@click.argument("text")
+@click.option("--model", "model_name", default="shakespeare", show_default=True, help="Checkpoint name or folder.")
+@click.option("--layer", type=int, default=None, help="Layer index (default: all).")
+@click.option("--head", type=int, default=None, help="Head index (default: all).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("attention"), show_default=True)
+def attention(text: str, model_name: str, layer: int | None, head: int | None, out_dir: Path) -> None:
+    """Save heatmap PNGs of the model's attention weights over TEXT."""
+    from synesthesia.attention import save_attention_maps
+    from synesthesia.plugins import resolve_checkpoint
+
+    paths = save_attention_maps(resolve_checkpoint(model_name), text, out_dir, layer=layer, head=head)
+    for path in paths:
+        click.echo(str(path))
+
+
+@cli.command()
+@click.option("--model", "model_name", required=True, help="Checkpoint name or folder.")
+@click.option("--heldout", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Held-out text for perplexity.")
+@click.option("--references", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Reference texts (one per line) for BLEU.")
+@click.option("--prompts", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Prompts (one per line) whose generations are scored.")
+@click.option("--samples", default=8, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+def evaluate(model_name: str, heldout: Path | None, references: Path | None, prompts: Path | None, samples: int,
+             seed: int) -> None:
+    """Perplexity on held-out text, BLEU against references (sacrebleu), distinct-1/2 of generations."""
+    from synesthesia.evaluate import evaluate as run_evaluation
+    from synesthesia.plugins import resolve_checkpoint
+
+    def lines(path: Path | None) -> list[str] | None:
+        return [l for l in path.read_text(encoding="utf-8").splitlines() if l.strip()] if path else None
+
+    result = run_evaluation(
+        resolve_checkpoint(model_name),
+        heldout_text=heldout.read_text(encoding="utf-8") if heldout else None,
+        references=lines(references), prompts=lines(prompts), n_samples=samples, seed=seed,
+    )
+    click.echo(json.dumps(result, ensure_ascii=False, indent=2))
+
+
+@cli.group()
+def corpus() -> None:
+    """Prepare training corpora (classical Chinese, English, your own folder)."""
+
+
+@corpus.command("prepare")
+@click.argument("source")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@click.option("--simplified", is_flag=True, help="Convert traditional characters to simplified.")
+def corpus_prepare(source: str, out_dir: Path, simplified: bool) -> None:
+    """Prepare SOURCE (chinese-poetry, a text file, or a folder of .txt/.md/.jsonl) as a training set."""
+    from synesthesia.corpus import cli_prepare
+
+    counts = cli_prepare(source, out_dir, simplified=simplified)
+    click.echo(json.dumps(counts, ensure_ascii=False, indent=2))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one clear line for user errors, a traceback only with --debug."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get(DEBUG_ENV) == "1"
+    try:
+        cli.main(args=args, prog_name="synesthesia", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except SynesthesiaError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Structured configs for ``synesthesia run``: the schema Hydra checks overrides against.
+
+An unknown key or a value of the wrong type fails when the config is composed, before any work starts.
+Renderer options are free-form here and validated by each renderer's own pydantic model (also before
+any work starts, see ``synesthesia.pipeline.plan``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+CONFIG_MODULE = "synesthesia.conf"
+
+
+@dataclass
+class ModelConfig:
+    generator: str = "transformer"
+    # A registered checkpoint name, a checkpoint folder, or "auto": chosen by the form's language.
+    name: str = "auto"
+    auto: Dict[str, str] = field(default_factory=lambda: {"zh": "tang", "en": "shakespeare", "default": "shakespeare"})
+    device: str = "cpu"
+
+
+@dataclass
+class GenerationConfig:
+    temperature: float = 0.8
+    top_k: Optional[int] = 40
+    top_p: Optional[float] = 0.95
+    min_p: Optional[float] = None
+    repetition_penalty: float = 1.1
+    # 0 means the form's own budget.
+    max_new_tokens: int = 0
+    stop: List[str] = field(default_factory=list)
+    # Candidates decoded together; the best valid one is kept.
+    candidates: int = 8
+    # Rounds of candidates (each with a new seed) before settling for the best invalid one.
+    max_attempts: int = 3
+    # Form constraints (logits processors) on or off: off shows what the bare model writes.
+    constrained: bool = True
+
+
+@dataclass
+class PipelineConfig:
+    # Renderer names, or ["all"]: every registered renderer that applies to the form's language.
+    renderers: List[str] = field(default_factory=lambda: ["all"])
+    # A renderer that raises is recorded in the manifest and the rest still render; true makes it fatal.
+    fail_on_renderer_error: bool = False
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    form: str = "free"
+    theme: str = ""
+    prompt: str = ""
+    title: str = ""
+    seed: int = 0
+    form_options: Dict[str, Any] = field(default_factory=dict)
+    # Per-renderer options: renderer.<name>.<option>=value
+    renderer: Dict[str, Any] = field(default_factory=dict)
+
+
+def register_configs() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(name="run_schema", node=RunConfig)
+    store.store(group="model", name="model_schema", node=ModelConfig)
+    store.store(group="generation", name="generation_schema", node=GenerationConfig)
+    store.store(group="pipeline", name="pipeline_schema", node=PipelineConfig)
+
+
+def quote_override(arg: str) -> str:
+    """Quote non-ASCII values so Hydra's override grammar accepts them: ``form=七绝`` → ``form='七绝'``.
+
+    Sweeps keep working: ``form=七绝,haiku`` → ``form='七绝',haiku``.
+    """
+    if "=" not in arg or arg.isascii():
+        return arg
+    key, value = arg.split("=", 1)
+    if value[:1] in {"'", '"', "[", "{"} or value.startswith(("choice(", "range(", "glob(", "interval(")):
+        return arg
+    parts = [p if p.isascii() else "'" + p.replace("\\", "\\\\").replace("'", "\\'") + "'" for p in value.split(",")]
+    return f"{key}={','.join(parts)}"

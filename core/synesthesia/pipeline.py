@@ -1,0 +1,421 @@
+"""The pipeline: intent → candidates → the best valid text → every renderer → manifest, written atomically.
+
+An artwork is a folder::
+
+    RUN_DIR/artwork/text.txt          the text (the artist may edit it, then `synesthesia render RUN_DIR`)
+    RUN_DIR/artwork/manifest.json     how it was made: prompt, config, model checksum, seed, plugins, files
+    RUN_DIR/artwork/<renderer>/...    each renderer's files
+    RUN_DIR/revisions/rev-001/...     earlier revisions, kept by `synesthesia render`
+
+The folder is built under a staging name and renamed into place at the end, so a crash never leaves a
+half-written artwork: ``artwork/`` is either the old complete one or the new complete one.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from synesthesia import __version__
+from synesthesia.components import (
+    Artwork,
+    Form,
+    FormRequest,
+    GenerationRequest,
+    RenderContext,
+    Renderer,
+    SamplingSettings,
+    Validation,
+)
+from synesthesia.errors import ConfigError, SynesthesiaError
+from synesthesia.plugins import Registry, get_registry
+
+ARTWORK_DIR = "artwork"
+REVISIONS_DIR = "revisions"
+TEXT_FILE = "text.txt"
+MANIFEST_FILE = "manifest.json"
+
+
+# --------------------------------------------------------------------------------------------------
+# Small file helpers
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a file so that readers see the old content or the new, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=2, sort_keys=False) + "\n")
+
+
+# --------------------------------------------------------------------------------------------------
+# The plan: everything checked before any work starts
+
+
+@dataclass
+class Plan:
+    form: Form
+    request: FormRequest
+    generator: Any
+    model_name: str
+    device: str
+    renderers: list[tuple[Renderer, Any]]  # (renderer, validated options)
+    sampling: SamplingSettings
+    candidates: int
+    max_attempts: int
+    constrained: bool
+    config: dict[str, Any]
+
+
+def _validated_options(renderer: Renderer, raw: Mapping[str, Any] | None) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return renderer.options(**dict(raw or {}))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"renderer.{renderer.name}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"bad option for renderer '{renderer.name}': {problems}") from None
+    except TypeError as exc:
+        raise ConfigError(f"bad option for renderer '{renderer.name}': {exc}") from None
+
+
+def _choose_renderers(registry: Registry, names: list[str], language: str | None) -> list[Renderer]:
+    if list(names) == ["all"]:
+        return [
+            r for _, r in sorted(registry.renderers().items())
+            if r.languages is None or language is None or language in r.languages
+        ]
+    return [registry.renderer(name) for name in names]
+
+
+def plan(config: Mapping[str, Any], registry: Registry | None = None) -> Plan:
+    """Check the whole config against the registered plugins; raise ConfigError before any work."""
+    registry = registry or get_registry()
+    cfg = dict(config)
+    form = registry.form(str(cfg.get("form", "free")))
+    request = FormRequest(theme=str(cfg.get("theme") or ""), prompt=str(cfg.get("prompt") or ""),
+                          options=dict(cfg.get("form_options") or {}))
+    model_cfg = dict(cfg.get("model") or {})
+    generator = registry.generator(str(model_cfg.get("generator", "transformer")))
+    model_name = str(model_cfg.get("name", "auto"))
+    if model_name == "auto":
+        choices = dict(model_cfg.get("auto") or {})
+        model_name = str(choices.get(form.language or "default") or choices.get("default") or "")
+        if not model_name:
+            raise ConfigError(f"model.name=auto has no model for language '{form.language}'; set model.name=...")
+    renderer_options = dict(cfg.get("renderer") or {})
+    pipeline_cfg = dict(cfg.get("pipeline") or {})
+    renderers = _choose_renderers(registry, list(pipeline_cfg.get("renderers") or ["all"]), form.language)
+    unknown = set(renderer_options) - set(registry.renderers())
+    if unknown:
+        raise ConfigError(f"options given for unknown renderer(s) {', '.join(sorted(unknown))}; "
+                          f"available: {', '.join(sorted(registry.renderers()))}")
+    validated = [(r, _validated_options(r, renderer_options.get(r.name))) for r in renderers]
+    gen = dict(cfg.get("generation") or {})
+    max_new = int(gen.get("max_new_tokens") or 0) or int(form.max_new_tokens or 128)
+    sampling = SamplingSettings(
+        temperature=float(gen.get("temperature", 0.8)),
+        top_k=gen.get("top_k"),
+        top_p=gen.get("top_p"),
+        min_p=gen.get("min_p"),
+        repetition_penalty=float(gen.get("repetition_penalty", 1.0)),
+        max_new_tokens=max_new,
+        stop=list(gen.get("stop") or []) + list(form.stop),
+        seed=int(cfg.get("seed", 0)),
+    )
+    candidates = int(gen.get("candidates", 8))
+    attempts = int(gen.get("max_attempts", 3))
+    if candidates < 1 or attempts < 1:
+        raise ConfigError("generation.candidates and generation.max_attempts must be at least 1")
+    if sampling.temperature < 0:
+        raise ConfigError("generation.temperature must be >= 0 (0 means greedy)")
+    return Plan(form=form, request=request, generator=generator, model_name=model_name,
+                device=str(model_cfg.get("device", "cpu")), renderers=validated, sampling=sampling,
+                candidates=candidates, max_attempts=attempts, constrained=bool(gen.get("constrained", True)),
+                config=cfg)
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing
+
+
+def choose_best(form: Form, texts: list[str]) -> tuple[int, list[Validation]]:
+    """Index of the best candidate (valid ones first, then by score) and every verdict."""
+    verdicts = [form.validate(t) for t in texts]
+    best = max(range(len(texts)), key=lambda i: (verdicts[i].ok, verdicts[i].score, -i))
+    return best, verdicts
+
+
+def write_candidates(plan_: Plan, loaded: Any, log=print) -> tuple[str, Validation, list[dict[str, Any]]]:
+    """Generate rounds of candidates until one is valid; return the chosen text and the candidate log."""
+    history: list[dict[str, Any]] = []
+    best_text, best_verdict = "", Validation(ok=False, score=-1.0)
+    for attempt in range(plan_.max_attempts):
+        settings = SamplingSettings(**{**asdict(plan_.sampling), "seed": plan_.sampling.seed + attempt})
+        request = GenerationRequest(
+            conditioning=plan_.form.conditioning(plan_.request),
+            sampling=settings,
+            n=plan_.candidates,
+            make_logits_processors=(
+                (lambda tok: plan_.form.logits_processors(tok, plan_.request))
+                if plan_.constrained and plan_.form.logits_processors else None
+            ),
+        )
+        raw = loaded.generate(request)
+        texts = [plan_.form.finalize(t) if plan_.form.finalize else t.strip() for t in raw]
+        index, verdicts = choose_best(plan_.form, texts)
+        for text, verdict in zip(texts, verdicts):
+            history.append({"attempt": attempt, "seed": settings.seed, "text": text, "ok": verdict.ok,
+                            "score": round(float(verdict.score), 4), "problems": verdict.problems})
+        if (verdicts[index].ok, verdicts[index].score) > (best_verdict.ok, best_verdict.score):
+            best_text, best_verdict = texts[index], verdicts[index]
+        if best_verdict.ok:
+            break
+    if not best_verdict.ok:
+        log(f"warning: no candidate obeys form '{plan_.form.name}' after {plan_.max_attempts} round(s); "
+            f"keeping the best-scoring one ({'; '.join(best_verdict.problems[:3])})")
+    return best_text, best_verdict, history
+
+
+def plugin_versions(registry: Registry) -> list[dict[str, Any]]:
+    return [{"name": p.name, "version": p.version, "module": p.module}
+            for p in sorted(registry.plugins.values(), key=lambda p: p.name) if p.error is None]
+
+
+def render_into(staging: Path, text: str, manifest: dict[str, Any], renderers: list[tuple[Renderer, Any]],
+                *, fail_on_error: bool, log=print) -> dict[str, Any]:
+    """Run every renderer into ``staging/<name>``; return the per-renderer manifest section."""
+    section: dict[str, Any] = {}
+    intent = manifest.get("intent", {})
+    for renderer, options in renderers:
+        out_dir = staging / renderer.name
+        out_dir.mkdir(parents=True, exist_ok=True)
+        context = RenderContext(
+            text=text, form=intent.get("form", ""), language=intent.get("language"),
+            theme=intent.get("theme", ""), seed=int(manifest.get("seed", 0)), out_dir=out_dir,
+            options=options, manifest=manifest, title=intent.get("title", ""),
+            model_name=str(manifest.get("model", {}).get("name", "")),
+        )
+        started = time.perf_counter()
+        entry: dict[str, Any] = {"options": options.model_dump(mode="json") if hasattr(options, "model_dump") else {}}
+        try:
+            renderer.render(context)
+            entry["error"] = None
+        except Exception as exc:
+            if fail_on_error:
+                raise SynesthesiaError(f"renderer '{renderer.name}' failed: {exc}") from exc
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+            log(f"warning: renderer '{renderer.name}' failed, the others still render: {entry['error']}")
+        entry["seconds"] = round(time.perf_counter() - started, 3)
+        section[renderer.name] = entry
+    return section
+
+
+def _file_hashes(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): sha256_file(p)
+        for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST_FILE
+    }
+
+
+def _stage(run_dir: Path) -> Path:
+    staging = run_dir / f".{ARTWORK_DIR}-staging-{os.getpid()}-{time.time_ns()}"
+    staging.mkdir(parents=True)
+    return staging
+
+
+def _publish(run_dir: Path, staging: Path) -> Path:
+    """Swap the staging folder in as ``artwork/``; the previous one (if any) was already kept."""
+    target = run_dir / ARTWORK_DIR
+    if target.exists():
+        old = run_dir / f".{ARTWORK_DIR}-old-{os.getpid()}-{time.time_ns()}"
+        os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, target)
+    return target
+
+
+def finish_artwork(run_dir: Path, staging: Path, text: str, manifest: dict[str, Any],
+                   renderers: list[tuple[Renderer, Any]], *, fail_on_error: bool, registry: Registry,
+                   started: float | None = None, log=print) -> Artwork:
+    write_text_atomic(staging / TEXT_FILE, text if text.endswith("\n") else text + "\n")
+    render_started = time.perf_counter()
+    manifest["renderers"] = render_into(staging, text, manifest, renderers, fail_on_error=fail_on_error, log=log)
+    manifest.setdefault("timings", {})["render"] = round(time.perf_counter() - render_started, 3)
+    manifest["files"] = _file_hashes(staging)
+    if started is not None:
+        manifest["timings"]["total"] = round(time.perf_counter() - started, 3)
+    write_json_atomic(staging / MANIFEST_FILE, manifest)
+    path = _publish(run_dir, staging)
+    files = [path / name for name in manifest["files"]] + [path / MANIFEST_FILE]
+    artwork = Artwork(path=path, text=text, manifest=manifest, files=files)
+    registry.notify_artwork_created(artwork)
+    return artwork
+
+
+def reproduce_command(config: Mapping[str, Any]) -> str:
+    parts = ["synesthesia", "run", f"form={config.get('form')}", f"seed={config.get('seed', 0)}"]
+    for key in ("theme", "prompt", "title"):
+        if config.get(key):
+            parts.append(f"{key}={json.dumps(str(config[key]), ensure_ascii=False)}")
+    model = dict(config.get("model") or {})
+    parts.append(f"model.name={model.get('name', 'auto')}")
+    return " ".join(parts)
+
+
+def run_pipeline(config: Mapping[str, Any], run_dir: Path, *, registry: Registry | None = None, log=print) -> Artwork:
+    """Make one artwork into ``run_dir/artwork`` from a resolved config (a plain dict)."""
+    registry = registry or get_registry()
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    plan_ = plan(config, registry)  # every check before any work
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    loaded = plan_.generator.load(plan_.model_name, device=plan_.device)
+    timings["load_model"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    text, verdict, history = write_candidates(plan_, loaded, log=log)
+    timings["generate"] = round(time.perf_counter() - t0, 3)
+    conditioning = plan_.form.conditioning(plan_.request)
+    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    manifest: dict[str, Any] = {
+        "synesthesia_version": __version__,
+        "created": created,
+        "intent": {"form": plan_.form.name, "language": plan_.form.language, "theme": plan_.request.theme,
+                   "prompt": plan_.request.prompt, "title": str(config.get("title") or ""),
+                   "form_options": plan_.request.options},
+        "conditioning": asdict(conditioning),
+        "seed": plan_.sampling.seed,
+        "model": loaded.describe(),
+        "generation": {**asdict(plan_.sampling), "candidates": plan_.candidates,
+                       "max_attempts": plan_.max_attempts, "constrained": plan_.constrained},
+        "text": text,
+        "text_sha256": sha256_text(text),
+        "validation": asdict(verdict),
+        "candidates": history,
+        "config": dict(config),
+        "plugins": plugin_versions(registry),
+        "revision": 1,
+        "revisions": [{"revision": 1, "source": "model", "created": created, "text_sha256": sha256_text(text)}],
+        "reproduce": reproduce_command(config),
+        "timings": timings,
+    }
+    staging = _stage(run_dir)
+    try:
+        artwork = finish_artwork(run_dir, staging, text, manifest, plan_.renderers,
+                                 fail_on_error=bool(dict(config.get("pipeline") or {}).get("fail_on_renderer_error")),
+                                 registry=registry, started=started, log=log)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return artwork
+
+
+# --------------------------------------------------------------------------------------------------
+# The artist's revision loop
+
+
+def find_artwork(path: Path) -> tuple[Path, Path]:
+    """(run_dir, artwork_dir) for a run directory or an artwork folder; clear error otherwise."""
+    path = Path(path)
+    for run_dir, artwork in ((path, path / ARTWORK_DIR), (path.parent, path)):
+        if (artwork / MANIFEST_FILE).is_file():
+            return run_dir, artwork
+    raise SynesthesiaError(f"no artwork at {path}: expected {path / ARTWORK_DIR / MANIFEST_FILE}; "
+                           "give the run directory that `synesthesia run` printed")
+
+
+def render_revision(path: Path, *, force: bool = False, registry: Registry | None = None, log=print) -> Artwork:
+    """Re-render every medium from the (edited) ``text.txt``, keeping the previous revision."""
+    registry = registry or get_registry()
+    run_dir, artwork_dir = find_artwork(path)
+    try:
+        manifest = json.loads((artwork_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SynesthesiaError(f"cannot read {artwork_dir / MANIFEST_FILE}: {exc}") from None
+    text_path = artwork_dir / TEXT_FILE
+    if not text_path.is_file():
+        raise SynesthesiaError(f"{text_path} is missing; restore it or copy one from {run_dir / REVISIONS_DIR}")
+    new_text = text_path.read_text(encoding="utf-8").strip("\n")
+    if not new_text.strip():
+        raise SynesthesiaError(f"{text_path} is empty; write the text there, then run `synesthesia render` again")
+    old_text = str(manifest.get("text", ""))
+    if new_text == old_text.strip("\n") and not force:
+        log(f"{text_path} is unchanged since revision {manifest.get('revision', 1)}; nothing to re-render "
+            "(use --force to render again anyway)")
+        return Artwork(path=artwork_dir, text=old_text, manifest=manifest,
+                       files=[artwork_dir / name for name in manifest.get("files", {})])
+    config = dict(manifest.get("config") or {})
+    renderer_options = dict(config.get("renderer") or {})
+    names = [name for name in manifest.get("renderers", {})]
+    renderers = [(r, _validated_options(r, renderer_options.get(r.name))) for r in
+                 (registry.renderer(name) for name in names)]
+
+    # Keep the previous revision whole, with the text it was rendered from.
+    revision = int(manifest.get("revision", 1))
+    keep = run_dir / REVISIONS_DIR / f"rev-{revision:03d}"
+    if not keep.exists():
+        keep_staging = run_dir / REVISIONS_DIR / f".rev-{revision:03d}-staging-{os.getpid()}"
+        shutil.copytree(artwork_dir, keep_staging)
+        write_text_atomic(keep_staging / TEXT_FILE, old_text if old_text.endswith("\n") else old_text + "\n")
+        os.replace(keep_staging, keep)
+
+    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    form_name = manifest.get("intent", {}).get("form", "")
+    try:
+        verdict = asdict(registry.form(form_name).validate(new_text)) if form_name else None
+    except ConfigError:
+        verdict = None
+    new_manifest = {
+        **manifest,
+        "text": new_text,
+        "text_sha256": sha256_text(new_text),
+        "validation": verdict,
+        "revision": revision + 1,
+        "revisions": list(manifest.get("revisions", [])) + [
+            {"revision": revision + 1, "source": "edit", "created": created, "text_sha256": sha256_text(new_text),
+             "previous": str(keep.relative_to(run_dir))}
+        ],
+        "plugins": plugin_versions(registry),
+        "timings": {},
+    }
+    staging = _stage(run_dir)
+    try:
+        return finish_artwork(run_dir, staging, new_text, new_manifest, renderers,
+                              fail_on_error=bool(dict(config.get("pipeline") or {}).get("fail_on_renderer_error")),
+                              registry=registry, log=log)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

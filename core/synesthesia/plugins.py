@@ -1,0 +1,234 @@
+"""Plugin loading and the registry of what plugins contribute.
+
+Every plugin, built-in or third-party, is a module exposed under the ``synesthesia`` entry-point group.
+One broken plugin never takes the app down: it is skipped with a warning that names it, unless
+``SYNESTHESIA_STRICT_PLUGINS=1`` makes that fatal. ``SYNESTHESIA_PLUGINS=a,b`` loads only the named
+plugins (an allowlist); unknown names in it are reported.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import pluggy
+
+from synesthesia import hookspecs
+from synesthesia.components import Form, Renderer
+from synesthesia.errors import ConfigError, PluginError
+
+ENTRY_POINT_GROUP = "synesthesia"
+ALLOWLIST_ENV = "SYNESTHESIA_PLUGINS"
+STRICT_ENV = "SYNESTHESIA_STRICT_PLUGINS"
+
+
+class PluginWarning(UserWarning):
+    """A plugin failed to load or to register something; the rest keeps working."""
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    version: str | None
+    module: str
+    hooks: list[str] = field(default_factory=list)
+    error: str | None = None  # why it was skipped
+
+
+def _strict() -> bool:
+    return os.environ.get(STRICT_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _allowlist() -> set[str] | None:
+    raw = os.environ.get(ALLOWLIST_ENV)
+    if raw is None or not raw.strip():
+        return None
+    return {name.strip() for name in raw.split(",") if name.strip()}
+
+
+def _report(message: str) -> None:
+    if _strict():
+        raise PluginError(message + f" ({STRICT_ENV} is set, so this is fatal)")
+    warnings.warn(message, PluginWarning, stacklevel=3)
+
+
+class Registry:
+    """Loaded plugins and everything they registered, by name."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager("synesthesia")
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins: dict[str, PluginInfo] = {}
+        self._collected: dict[str, dict[str, tuple[str, Any]]] = {}
+
+    # -- loading -------------------------------------------------------------------------------
+
+    def load_entry_points(self) -> None:
+        allow = _allowlist()
+        seen: set[str] = set()
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in seen:
+                continue
+            seen.add(ep.name)
+            if allow is not None and ep.name not in allow:
+                continue
+            version = ep.dist.version if ep.dist is not None else None
+            info = PluginInfo(name=ep.name, version=version, module=ep.value)
+            try:
+                module = ep.load()
+                self.pm.register(module, name=ep.name)
+            except Exception as exc:  # a broken plugin must not take the app down
+                info.error = f"{type(exc).__name__}: {exc}"
+                self.plugins[ep.name] = info
+                _report(f"plugin '{ep.name}' ({ep.value}) failed to load and is skipped: {info.error}")
+                continue
+            info.hooks = sorted(impl.name for impl in self.pm.get_hookcallers(module) or [])
+            self.plugins[ep.name] = info
+        if allow is not None:
+            unknown = allow - seen
+            if unknown:
+                _report(
+                    f"{ALLOWLIST_ENV} names plugins that are not installed: {', '.join(sorted(unknown))}; "
+                    f"installed: {', '.join(sorted(seen)) or 'none'}"
+                )
+
+    def register_module(self, module: Any, name: str) -> None:
+        """Register a plugin object directly (for embedding Synesthesia in another program)."""
+        self.pm.register(module, name=name)
+        version = getattr(module, "__version__", None)
+        hooks = sorted(impl.name for impl in self.pm.get_hookcallers(module) or [])
+        self.plugins[name] = PluginInfo(name=name, version=version, module=getattr(module, "__name__", name), hooks=hooks)
+        self._collected.clear()
+
+    # -- collecting registrations --------------------------------------------------------------
+
+    def _collect(self, hook_name: str, key: Callable[..., str], value: Callable[..., Any]) -> dict[str, tuple[str, Any]]:
+        """Call one ``register_*`` hook plugin by plugin, so one failure is attributed and contained."""
+        if hook_name in self._collected:
+            return self._collected[hook_name]
+        found: dict[str, tuple[str, Any]] = {}
+        caller = getattr(self.pm.hook, hook_name)
+        # pluggy lists implementations last-registered first; reverse so earlier plugins win ties.
+        for impl in reversed(caller.get_hookimpls()):
+            plugin_name = impl.plugin_name
+
+            def register(*args: Any, _plugin: str = plugin_name) -> None:
+                name = key(*args)
+                if name in found:
+                    _report(f"plugin '{_plugin}' registers '{name}' in {hook_name}, already registered by "
+                            f"'{found[name][0]}'; keeping the first")
+                    return
+                found[name] = (_plugin, value(*args))
+
+            try:
+                impl.function(register=register)
+            except PluginError:
+                raise
+            except Exception as exc:
+                _report(f"plugin '{plugin_name}' failed in {hook_name} and is skipped there: "
+                        f"{type(exc).__name__}: {exc}")
+        self._collected[hook_name] = found
+        return found
+
+    def generators(self) -> dict[str, Any]:
+        return {n: v for n, (_, v) in self._collect("register_generators", lambda g: g.name, lambda g: g).items()}
+
+    def forms(self) -> dict[str, Form]:
+        return {n: v for n, (_, v) in self._collect("register_forms", lambda f: f.name, lambda f: f).items()}
+
+    def renderers(self) -> dict[str, Renderer]:
+        return {n: v for n, (_, v) in self._collect("register_renderers", lambda r: r.name, lambda r: r).items()}
+
+    def checkpoints(self) -> dict[str, Path]:
+        return {
+            n: v for n, (_, v) in self._collect("register_checkpoints", lambda name, path: name,
+                                                 lambda name, path: Path(path)).items()
+        }
+
+    def config_paths(self) -> list[str]:
+        return list(self._collect("register_config_paths", lambda path: str(path), lambda path: str(path)))
+
+    def owner(self, hook_name: str, name: str) -> str | None:
+        """Which plugin registered ``name`` through ``hook_name``."""
+        entry = self._collected.get(hook_name, {}).get(name)
+        return entry[0] if entry else None
+
+    # -- lookups with clear errors -------------------------------------------------------------
+
+    def form(self, name: str) -> Form:
+        forms = self.forms()
+        if name in forms:
+            return forms[name]
+        for form in forms.values():
+            if name in form.aliases:
+                return form
+        names = sorted(set(forms) | {a for f in forms.values() for a in f.aliases})
+        raise ConfigError(f"unknown form '{name}'. Available forms: {', '.join(names) or 'none (no form plugin loaded)'}")
+
+    def renderer(self, name: str) -> Renderer:
+        renderers = self.renderers()
+        if name not in renderers:
+            raise ConfigError(f"unknown renderer '{name}'. Available renderers: {', '.join(sorted(renderers)) or 'none'}"
+                              f" (is its plugin installed and allowed by {ALLOWLIST_ENV}?)")
+        return renderers[name]
+
+    def generator(self, name: str) -> Any:
+        generators = self.generators()
+        if name not in generators:
+            raise ConfigError(f"unknown generator '{name}'. Available generators: {', '.join(sorted(generators)) or 'none'}")
+        return generators[name]
+
+    def resolve_checkpoint(self, name_or_path: str | os.PathLike) -> Path:
+        """A registered checkpoint name, or a folder path; raise a clear error otherwise."""
+        text = str(name_or_path)
+        checkpoints = self.checkpoints()
+        if text in checkpoints:
+            return checkpoints[text]
+        path = Path(text).expanduser()
+        if path.is_dir():
+            return path
+        raise ConfigError(
+            f"no model checkpoint named '{text}' and no folder at {path}. Registered checkpoints: "
+            f"{', '.join(sorted(checkpoints)) or 'none'}; train one with `synesthesia train`"
+        )
+
+    def notify_artwork_created(self, artwork: Any) -> None:
+        """Call every ``artwork_created`` hook; a failing listener is reported, never fatal."""
+        for impl in reversed(self.pm.hook.artwork_created.get_hookimpls()):
+            try:
+                impl.function(artwork=artwork)
+            except Exception as exc:
+                print(f"warning: plugin '{impl.plugin_name}' failed in artwork_created: {type(exc).__name__}: {exc}",
+                      file=sys.stderr)
+
+
+_registry: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, loading entry-point plugins on first use."""
+    global _registry
+    if _registry is None:
+        registry = Registry()
+        registry.load_entry_points()
+        _registry = registry
+    return _registry
+
+
+def reset_registry() -> None:
+    """Forget loaded plugins, so that the next ``get_registry()`` reloads them (after installing one)."""
+    global _registry
+    _registry = None
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    return get_registry().pm
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
+    return get_registry().resolve_checkpoint(name_or_path)
