@@ -1,0 +1,231 @@
+"""Finding a poem's imagery: the concrete things, colours, light, season, weather, place and mood it names.
+
+Diffusion models are prompted in English, so every image is carried as an English phrase.
+
+- Chinese: Traditional characters are converted to Simplified (``zhconv``), the text is segmented with
+  ``jieba`` (its dictionary extended with our lexicon so that 孤舟 or 寒山寺 stay whole), and each segment is
+  matched greedily, longest entry first, against a lexicon of classical imagery (``data/imagery_zh.json``).
+- English: words are lemmatised with ``simplemma`` and looked up in a curated lexicon of concrete nouns,
+  colours, light, season, weather, place and mood words (``data/imagery_en.json``); two-word phrases first.
+
+What the lexicon does not know is reported, never silently dropped: ``Imagery.not_understood``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+# Kinds of image, most concrete first. The first five-ish become the picture's subject.
+CONCRETE_KINDS = ("sky", "weather", "water", "land", "plant", "animal", "building", "object", "person", "place")
+SETTING_KINDS = ("season", "time")
+QUALITY_KINDS = ("colour", "light", "mood", "action")
+ALL_KINDS = CONCRETE_KINDS + SETTING_KINDS + QUALITY_KINDS
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_EN_WORD = re.compile(r"[A-Za-z]+(?:['’][A-Za-z]+)?")
+
+
+@dataclass
+class Image:
+    """One image found in the text."""
+
+    word: str  # as written (Simplified for Chinese)
+    en: str  # English phrase for the prompt
+    kind: str  # one of ALL_KINDS
+    count: int = 1
+    first: int = 0  # position of the first occurrence, in segments
+
+    @property
+    def concrete(self) -> bool:
+        return self.kind in CONCRETE_KINDS
+
+
+@dataclass
+class Imagery:
+    language: str  # "zh" or "en"
+    images: list[Image] = field(default_factory=list)
+    not_understood: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # function words, skipped on purpose
+    converted_from_traditional: bool = False
+
+    def of_kind(self, *kinds: str) -> list[Image]:
+        return [image for image in self.images if image.kind in kinds]
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        for image, entry in zip(self.images, data["images"]):
+            entry["concrete"] = image.concrete
+        return data
+
+
+def _data(name: str) -> dict:
+    return json.loads(resources.files(__package__).joinpath("data", name).read_text(encoding="utf-8"))
+
+
+def detect_language(text: str) -> str:
+    cjk = len(_CJK.findall(text))
+    latin = len(re.findall(r"[A-Za-z]", text))
+    return "zh" if cjk and cjk * 2 >= latin else "en"
+
+
+def extract(text: str, language: str | None = None) -> Imagery:
+    """The imagery of ``text``; ``language`` ("zh"/"en") is detected when not given."""
+    language = language if language in ("zh", "en") else detect_language(text)
+    return _extract_chinese(text) if language == "zh" else _extract_english(text)
+
+
+# --------------------------------------------------------------------------------------------------
+# Chinese
+
+
+@lru_cache(maxsize=1)
+def _zh_lexicon() -> tuple[dict[str, tuple[str, str]], frozenset[str], int]:
+    raw = _data("imagery_zh.json")
+    lexicon: dict[str, tuple[str, str]] = {}
+    for kind in ALL_KINDS:  # concrete kinds first, so they win a word listed twice
+        for word, en in raw.get(kind, {}).items():
+            lexicon.setdefault(word, (en, kind))
+    function_words = frozenset(raw["_function"].split())
+    longest = max(len(word) for word in lexicon)
+    return lexicon, function_words, longest
+
+
+@lru_cache(maxsize=1)
+def _jieba():
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    tokenizer = jieba.Tokenizer()  # our own instance: the global one belongs to other plugins
+    lexicon, _, _ = _zh_lexicon()
+    for word in lexicon:
+        if len(word) > 1:
+            tokenizer.add_word(word, freq=20000)
+    return tokenizer
+
+
+def to_simplified(text: str) -> str:
+    import zhconv
+
+    return zhconv.convert(text, "zh-hans")
+
+
+def _extract_chinese(text: str) -> Imagery:
+    lexicon, function_words, longest = _zh_lexicon()
+    simplified = to_simplified(text)
+    result = Imagery(language="zh", converted_from_traditional=simplified != text)
+    found: dict[str, Image] = {}
+    unknown: list[str] = []
+    position = 0
+    for segment in _jieba().lcut(simplified):
+        if not _CJK.search(segment):
+            continue
+        position += 1
+        if segment in function_words:
+            result.ignored.append(segment)
+            continue
+        # Longest lexicon entry at each point of the segment; leftovers gathered as one unknown run.
+        i, run = 0, ""
+        while i < len(segment):
+            for size in range(min(longest, len(segment) - i), 0, -1):
+                piece = segment[i : i + size]
+                if piece in lexicon:
+                    if run:
+                        unknown.append(run)
+                        run = ""
+                    _add(found, piece, *lexicon[piece], position)
+                    i += size
+                    break
+            else:
+                char = segment[i]
+                if char in function_words:
+                    if run:
+                        unknown.append(run)
+                        run = ""
+                    result.ignored.append(char)
+                elif _CJK.match(char):
+                    run += char
+                i += 1
+        if run:
+            unknown.append(run)
+    result.images = _ordered(found)
+    result.not_understood = list(dict.fromkeys(unknown))
+    result.ignored = list(dict.fromkeys(result.ignored))
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# English
+
+
+@lru_cache(maxsize=1)
+def _en_lexicon() -> tuple[dict[str, str], dict[str, str], dict[str, str], frozenset[str], frozenset[str]]:
+    raw = _data("imagery_en.json")
+    kinds = {word: kind for kind, words in raw["kinds"].items() for word in words}
+    # Words whose lemma would mislead (simplemma reads "bare" as "bear", "fell" as "fall").
+    no_lemma = frozenset(raw["no_lemma"])
+    return kinds, raw["phrases"], raw["bigrams"], frozenset(raw["function_words"]), no_lemma
+
+
+def _lemma(word: str) -> str:
+    import simplemma
+
+    return simplemma.lemmatize(word, lang="en").lower()
+
+
+def _extract_english(text: str) -> Imagery:
+    kinds, phrases, bigrams, function_words, no_lemma = _en_lexicon()
+    words = [w.lower().replace("’", "'") for w in _EN_WORD.findall(text)]
+    words = [w[:-2] if w.endswith("'s") else w for w in words]
+    result = Imagery(language="en")
+    found: dict[str, Image] = {}
+    unknown: list[str] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if i + 1 < len(words):
+            pair = f"{word} {words[i + 1]}"
+            if pair in bigrams:
+                _add(found, pair, phrases.get(pair, pair), bigrams[pair], i)
+                i += 2
+                continue
+        i += 1
+        if word in function_words:
+            result.ignored.append(word)
+            continue
+        # The word as written first ("leaves" is a noun here far more often than the verb "leave").
+        candidates = (word,) if word in no_lemma else (word, _lemma(word), word.rstrip("s"))
+        for candidate in candidates:
+            if candidate in kinds:
+                _add(found, candidate, phrases.get(candidate, candidate), kinds[candidate], i)
+                break
+        else:
+            if len(word) > 1:
+                unknown.append(word)
+    result.images = _ordered(found)
+    result.not_understood = list(dict.fromkeys(unknown))
+    result.ignored = list(dict.fromkeys(result.ignored))
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def _add(found: dict[str, Image], word: str, en: str, kind: str, position: int) -> None:
+    key = en  # 明月 and 月 both count towards one image only when they say the same thing
+    if key in found:
+        found[key].count += 1
+    else:
+        found[key] = Image(word=word, en=en, kind=kind, first=position)
+
+
+def _ordered(found: dict[str, Image]) -> list[Image]:
+    """Most salient first: concrete before setting before qualities, then repeated, then early."""
+    rank = {kind: n for n, kind in enumerate(ALL_KINDS)}
+    group = lambda image: 0 if image.concrete else 1 if image.kind in SETTING_KINDS else 2  # noqa: E731
+    return sorted(found.values(), key=lambda im: (group(im), -im.count, im.first, rank[im.kind]))
