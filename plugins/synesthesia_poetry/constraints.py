@@ -1,0 +1,357 @@
+"""Logits processors that make a model write in form, the way Jiuge constrains decoding.
+
+``ClassicalVerseProcessor`` (绝句/律诗/藏头诗, char-level tokenizers):
+- exact line length and count: after 5 or 7 characters it forces ``，`` (odd lines) or ``。`` + line break
+  (even lines), and ``<eos>`` after the last line; punctuation is placed by the form, never sampled;
+- 平仄 at the key positions (2nd/4th/6th and line ends) following one standard pattern: the candidate
+  patterns are narrowed per row from the tones actually written, so the first line picks its pattern
+  (or ``pattern=`` fixes one);
+- end rhyme: every rhyming line ends in the 平水韵 group set by the first rhyming line (a rhyme
+  character is not reused);
+- 藏头诗: the given characters begin the lines.
+
+Masks are boolean tensors [V] built once per tokenizer (from ``tokenizer.id_to_piece``) and cached, so a
+step costs a few tensor ORs/ANDs per row. A processor never leaves a row without an allowed token: when
+the constraints and the logits (e.g. ``-inf`` from earlier processors) leave nothing, it relaxes the
+rhyme, then the tone, then everything, for that position only.
+
+``LineCountProcessor`` (English forms, any tokenizer): forbids ``<eos>`` before the form's line count
+and forces it after. Syllable counts, metre and rhyme of English forms are checked by the validators
+(reject-and-rank), since BPE tokens do not line up with syllables.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from synesthesia_poetry import chinese
+
+COMMA, FULL_STOP, NEWLINE = "，", "。", "\n"
+_PUNCT_PIECES = set("，。！？；：、,.!?;: \n\t")
+
+# --------------------------------------------------------------------------------------------------
+# Per-tokenizer masks
+
+
+@dataclass
+class ChineseVocab:
+    """Boolean masks over a tokenizer's vocabulary [V] for classical verse."""
+
+    pieces: list[str]
+    content: Any  # [V] Han characters with a known tone
+    ping: Any  # [V] characters that can be 平
+    ze: Any  # [V] characters that can be 仄
+    group_masks: dict[str, Any]  # 平 rhyme group → [V]
+    char_ids: dict[str, int]
+    eos_id: int | None
+    comma_id: int | None
+    stop_id: int | None
+    newline_id: int | None
+    _union_cache: dict[frozenset, Any] = field(default_factory=dict)
+
+    def rhyme_mask(self, groups: frozenset[str]):
+        mask = self._union_cache.get(groups)
+        if mask is None:
+            import torch
+
+            mask = torch.zeros_like(self.content)
+            for g in groups:
+                if g in self.group_masks:
+                    mask |= self.group_masks[g]
+            self._union_cache[groups] = mask
+        return mask
+
+
+_VOCAB_CACHE: "weakref.WeakKeyDictionary[Any, ChineseVocab]" = weakref.WeakKeyDictionary()
+_VOCAB_CACHE_BY_ID: dict[int, tuple[Any, ChineseVocab]] = {}
+
+
+def chinese_vocab(tokenizer) -> ChineseVocab:
+    """Build (once per tokenizer) the masks for classical verse from ``tokenizer.id_to_piece``."""
+    try:
+        cached = _VOCAB_CACHE.get(tokenizer)
+    except TypeError:  # not weak-referenceable
+        entry = _VOCAB_CACHE_BY_ID.get(id(tokenizer))
+        cached = entry[1] if entry and entry[0] is tokenizer else None
+    if cached is not None:
+        return cached
+    import torch
+
+    size = int(tokenizer.vocab_size)
+    pieces = [str(tokenizer.id_to_piece(i)) for i in range(size)]
+    content = torch.zeros(size, dtype=torch.bool)
+    ping = torch.zeros(size, dtype=torch.bool)
+    ze = torch.zeros(size, dtype=torch.bool)
+    group_ids: dict[str, list[int]] = {}
+    char_ids: dict[str, int] = {}
+    for i, piece in enumerate(pieces):
+        if len(piece) != 1:
+            continue
+        char_ids.setdefault(piece, i)
+        tone_set = chinese.tones(piece)
+        if not tone_set:
+            continue
+        content[i] = True
+        ping[i] = chinese.PING in tone_set
+        ze[i] = chinese.ZE in tone_set
+        for g in chinese.rhyme_groups(piece, chinese.PING):
+            group_ids.setdefault(g, []).append(i)
+    group_masks = {}
+    for g, ids in group_ids.items():
+        mask = torch.zeros(size, dtype=torch.bool)
+        mask[torch.tensor(ids)] = True
+        group_masks[g] = mask
+    eos = getattr(tokenizer, "eos_id", None)
+    vocab = ChineseVocab(
+        pieces=pieces, content=content, ping=ping, ze=ze, group_masks=group_masks, char_ids=char_ids,
+        eos_id=int(eos) if eos is not None else None,
+        comma_id=char_ids.get(COMMA, char_ids.get(",")),
+        stop_id=char_ids.get(FULL_STOP, char_ids.get(".")),
+        newline_id=char_ids.get(NEWLINE),
+    )
+    try:
+        _VOCAB_CACHE[tokenizer] = vocab
+    except TypeError:
+        _VOCAB_CACHE_BY_ID[id(tokenizer)] = (tokenizer, vocab)
+    return vocab
+
+
+# --------------------------------------------------------------------------------------------------
+# Classical verse
+
+
+@dataclass
+class _RowState:
+    line: int = 0
+    pos: int = 0  # characters written in the current line
+    punct: list[int] = field(default_factory=list)  # punctuation ids still to force after this line
+    patterns: list[chinese.TonalPattern] = field(default_factory=list)
+    rhyme: frozenset[str] | None = None  # candidate rhyme groups, fixed by the first rhyming line
+    used_rhymes: set[int] = field(default_factory=set)
+    done: bool = False
+
+
+class ClassicalVerseProcessor:
+    """Constrains a char-level model to one regulated-verse form; see the module docstring."""
+
+    def __init__(self, tokenizer, n_lines: int, n_chars: int, *, pattern: str | None = None,
+                 heads: str = "", rhyme_groups: Sequence[str] | None = None, prefix: str = "",
+                 stop_after_line: int | None = None, tones: bool = True, rhyme: bool = True):
+        self.vocab = chinese_vocab(tokenizer)
+        self.n_lines, self.n_chars = n_lines, n_chars
+        self.heads = heads
+        self.stop_after_line = stop_after_line  # 0-based; regenerating one line stops after it
+        self.use_tones, self.use_rhyme = tones, rhyme
+        if n_lines in (4, 8) and tones:
+            self._all_patterns = list(chinese.standard_patterns(n_lines, n_chars))
+            if pattern:
+                self._all_patterns = [chinese.find_pattern(pattern, n_lines, n_chars)]
+        else:
+            self._all_patterns = []
+        self._fixed_rhyme = frozenset(rhyme_groups) if rhyme_groups else None
+        self.key = set(chinese.key_positions(n_chars))
+        self.prefix = prefix
+        self.states: list[_RowState] = []
+        self._seen = -1
+        self.relaxed = 0  # positions where the constraints had to be relaxed (for diagnostics)
+
+    # -- state ----------------------------------------------------------------------------------
+    def _new_state(self) -> _RowState:
+        state = _RowState(patterns=list(self._all_patterns), rhyme=self._fixed_rhyme)
+        for ch in self.prefix:
+            self._advance(state, self.vocab.char_ids.get(ch, -1), ch)
+        return state
+
+    def _rhymes_here(self, state: _RowState) -> bool | None:
+        """Whether the current line rhymes: True, False, or None while the patterns still disagree."""
+        if state.line % 2 == 1:
+            return True
+        if state.line != 0:
+            return False
+        if not state.patterns:
+            return False
+        verdicts = {p.rhymes(0) for p in state.patterns}
+        return verdicts.pop() if len(verdicts) == 1 else None
+
+    def _punct_after_line(self, line: int) -> list[int]:
+        v = self.vocab
+        last = line + 1 >= self.n_lines or (self.stop_after_line is not None and line >= self.stop_after_line)
+        if line % 2 == 0 and not last:
+            seq = [v.comma_id]
+        else:
+            seq = [v.stop_id] + ([] if last else [v.newline_id])
+        return [t for t in seq if t is not None]
+
+    def _advance(self, state: _RowState, token_id: int, piece: str) -> None:
+        if state.done:
+            return
+        if state.punct:
+            state.punct.pop(0)
+            if not state.punct:
+                self._next_line(state)
+            return
+        if piece in _PUNCT_PIECES:  # only reachable when constraints were relaxed; do not count it
+            return
+        pos = state.pos
+        if pos in self.key and state.patterns:
+            tone_set = chinese.tones(piece)
+            keep = [p for p in state.patterns if p.lines[state.line][pos] in tone_set]
+            state.patterns = keep or state.patterns
+        if pos == self.n_chars - 1 and self.use_rhyme and self._rhymes_here(state) is not False:
+            groups = chinese.rhyme_groups(piece, chinese.PING)
+            if groups and (state.line % 2 == 1 or chinese.PING in chinese.tones(piece)):
+                narrowed = groups if state.rhyme is None else (state.rhyme & groups)
+                state.rhyme = narrowed or state.rhyme
+                state.used_rhymes.add(token_id)
+        state.pos += 1
+        if state.pos >= self.n_chars:
+            state.punct = self._punct_after_line(state.line)
+            if not state.punct:
+                self._next_line(state)
+
+    def _next_line(self, state: _RowState) -> None:
+        state.line += 1
+        state.pos = 0
+        if state.line >= self.n_lines or (self.stop_after_line is not None and state.line > self.stop_after_line):
+            state.done = True
+
+    def _sync(self, generated) -> None:
+        batch, length = int(generated.shape[0]), int(generated.shape[1]) if generated.dim() == 2 else 0
+        if length == 0 or length != self._seen + 1 or len(self.states) != batch:
+            self.states = [self._new_state() for _ in range(batch)]
+            for t in range(length):
+                for row in range(batch):
+                    tid = int(generated[row, t])
+                    self._advance(self.states[row], tid, self._piece(tid))
+        else:
+            last = generated[:, -1].tolist()
+            for row, tid in enumerate(last):
+                self._advance(self.states[row], int(tid), self._piece(int(tid)))
+        self._seen = length
+
+    def _piece(self, token_id: int) -> str:
+        pieces = self.vocab.pieces
+        return pieces[token_id] if 0 <= token_id < len(pieces) else ""
+
+    # -- masks ----------------------------------------------------------------------------------
+    def _onehot(self, token_id: int):
+        import torch
+
+        mask = torch.zeros_like(self.vocab.content)
+        mask[token_id] = True
+        return mask
+
+    def _masks(self, state: _RowState) -> list:
+        """Allowed-token masks from strictest to loosest; the first that leaves a token wins."""
+        v = self.vocab
+        if state.done:
+            return [self._onehot(v.eos_id)] if v.eos_id is not None else []
+        if state.punct:
+            return [self._onehot(state.punct[0])]
+        pos = state.pos
+        if pos == 0 and self.heads and state.line < len(self.heads):
+            head_id = v.char_ids.get(self.heads[state.line])
+            if head_id is not None:
+                return [self._onehot(head_id)]
+        base = v.content
+        tone_mask = None
+        if pos in self.key and state.patterns:
+            wanted = {p.lines[state.line][pos] for p in state.patterns}
+            if len(wanted) == 1:
+                tone_mask = v.ping if wanted.pop() == chinese.PING else v.ze
+        strict = base if tone_mask is None else base & tone_mask
+        masks = []
+        if pos == self.n_chars - 1 and self.use_rhyme and state.rhyme and self._rhymes_here(state):
+            rhyme = strict & v.rhyme_mask(state.rhyme)
+            if state.used_rhymes:
+                fresh = rhyme.clone()
+                fresh[list(state.used_rhymes)] = False
+                masks.append(fresh)
+            masks.append(rhyme)
+        masks += [strict, base]
+        return masks
+
+    def __call__(self, generated, logits):
+        import torch
+
+        self._sync(generated)
+        finite = torch.isfinite(logits)
+        for row, state in enumerate(self.states):
+            for mask in self._masks(state):
+                allowed = mask & finite[row]
+                if bool(allowed.any()):
+                    logits[row].masked_fill_(~allowed, float("-inf"))
+                    break
+                self.relaxed += 1
+            # No mask fitted: leave the row's logits as they are (the unconstrained set).
+        return logits
+
+
+# --------------------------------------------------------------------------------------------------
+# Line count for any tokenizer
+
+
+_PIECE_TEXT_CACHE: dict[int, tuple[Any, list[list[str]]]] = {}
+
+
+def token_line_parts(tokenizer) -> list[list[str]]:
+    """Per token, its decoded text split at line breaks (decoded, so byte-level BPE tokens work too)."""
+    entry = _PIECE_TEXT_CACHE.get(id(tokenizer))
+    if entry is not None and entry[0] is tokenizer:
+        return entry[1]
+    parts = [tokenizer.decode([i]).split("\n") for i in range(int(tokenizer.vocab_size))]
+    _PIECE_TEXT_CACHE[id(tokenizer)] = (tokenizer, parts)
+    return parts
+
+
+class LineCountProcessor:
+    """Exactly ``n_lines`` lines: no ``<eos>`` before the last line has begun, ``<eos>`` once it has ended.
+
+    Blank lines (stanza breaks) are not counted as lines.
+    """
+
+    def __init__(self, tokenizer, n_lines: int):
+        self.n_lines = n_lines
+        self.eos_id = int(tokenizer.eos_id)
+        self.parts = token_line_parts(tokenizer)
+        self.rows: list[list] = []  # per row: [finished lines, current line has text]
+        self._seen = -1
+
+    def _advance(self, row: list, token_id: int) -> None:
+        parts = self.parts[token_id] if 0 <= token_id < len(self.parts) else [""]
+        for part in parts[:-1]:
+            if row[1] or part.strip():
+                row[0] += 1
+            row[1] = False
+        row[1] = row[1] or bool(parts[-1].strip())
+
+    def _sync(self, generated) -> None:
+        batch, length = int(generated.shape[0]), int(generated.shape[1]) if generated.dim() == 2 else 0
+        if length == 0 or length != self._seen + 1 or len(self.rows) != batch:
+            self.rows = [[0, False] for _ in range(batch)]
+            for row in range(batch):
+                for tid in generated[row].tolist() if length else []:
+                    self._advance(self.rows[row], int(tid))
+        else:
+            for row, tid in enumerate(generated[:, -1].tolist()):
+                self._advance(self.rows[row], int(tid))
+        self._seen = length
+
+    def __call__(self, generated, logits):
+        import torch
+
+        self._sync(generated)
+        finite = torch.isfinite(logits)
+        for row, (done, open_line) in enumerate(self.rows):
+            if done >= self.n_lines:
+                if bool(finite[row, self.eos_id]):
+                    logits[row].fill_(float("-inf"))
+                    logits[row, self.eos_id] = 0.0
+            elif done < self.n_lines - 1 or not open_line:
+                others = finite[row].clone()
+                others[self.eos_id] = False
+                if bool(others.any()):
+                    logits[row, self.eos_id] = float("-inf")
+        return logits

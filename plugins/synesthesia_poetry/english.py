@@ -1,0 +1,135 @@
+"""English prosody: syllables, stress, end rhyme.
+
+Pronunciations come from the CMU Pronouncing Dictionary (via ``pronouncing``). Words it lacks (names,
+coinages, archaic spellings) get a syllable count from vowel groups and a rhyme key from their spelling.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+WORD = re.compile(r"[A-Za-z]+(?:['’][A-Za-z]+)*")
+VOWEL_GROUPS = re.compile(r"[aeiouy]+")
+
+
+def words(line: str) -> list[str]:
+    return [w.replace("’", "'").lower() for w in WORD.findall(line)]
+
+
+@functools.lru_cache(maxsize=65536)
+def _phones(word: str) -> tuple[str, ...]:
+    import pronouncing
+
+    found = pronouncing.phones_for_word(word)
+    if not found and word.endswith("'s"):
+        found = pronouncing.phones_for_word(word[:-2])
+    if not found and word.endswith("'d"):  # Shakespearean "lov'd"
+        found = pronouncing.phones_for_word(word[:-2] + "ed")
+    return tuple(found)
+
+
+def rule_syllables(word: str) -> int:
+    """Syllables by spelling, for words the dictionary lacks: vowel groups, minus a silent final e."""
+    w = word.lower().replace("'", "")
+    count = len(VOWEL_GROUPS.findall(w))
+    if w.endswith("e") and not w.endswith(("le", "ee", "ye")) and count > 1:
+        count -= 1
+    if w.endswith("ed") and not w.endswith(("ted", "ded")) and count > 1:
+        count -= 1
+    return max(1, count)
+
+
+def syllables(word: str) -> int:
+    phones = _phones(word.lower())
+    if phones:
+        return sum(ch.isdigit() for ch in phones[0])
+    return rule_syllables(word)
+
+
+def line_syllables(line: str) -> int:
+    return sum(syllables(w) for w in words(line))
+
+
+def stresses(word: str) -> str | None:
+    """Stress digits per syllable (``1`` primary, ``2`` secondary, ``0`` none), or None when unknown."""
+    phones = _phones(word.lower())
+    if not phones:
+        return None
+    return "".join(ch for ch in phones[0] if ch.isdigit())
+
+
+def iambic_score(line: str) -> float:
+    """How well a line fits iambic pentameter: 10 (or 11, feminine ending) syllables, stress on even beats.
+
+    Monosyllables may take either stress, so only the syllables of longer words are checked.
+    """
+    ws = words(line)
+    if not ws:
+        return 0.0
+    position = hits = checked = 0
+    for w in ws:
+        pattern = stresses(w)
+        n = len(pattern) if pattern else rule_syllables(w)
+        if pattern and n > 1:
+            for i, digit in enumerate(pattern):
+                expected_stressed = (position + i) % 2 == 1
+                checked += 1
+                hits += (digit in "12") == expected_stressed
+        position += n
+    meter = hits / checked if checked else 1.0
+    length = 1.0 if position in (10, 11) else max(0.0, 1.0 - abs(position - 10) / 5)
+    return 0.5 * meter + 0.5 * length
+
+
+def rhyme_key(word: str) -> str:
+    """What must match for two words to rhyme: the CMU rhyming part, else the last vowel group onward."""
+    import pronouncing
+
+    phones = _phones(word.lower())
+    if phones:
+        return "cmu:" + pronouncing.rhyming_part(phones[0])
+    w = word.lower().replace("'", "")
+    match = re.search(r"[aeiouy]+[^aeiouy]*$", w)
+    return "spell:" + (match.group(0) if match else w)
+
+
+def rhymes(a: str, b: str) -> bool:
+    """Whether two words rhyme; an identical word counts (Lear rhymes "beard" with "beard")."""
+    a, b = a.lower(), b.lower()
+    if not a or not b:
+        return False
+    if a == b:
+        return True
+    ka, kb = rhyme_key(a), rhyme_key(b)
+    if ka == kb:
+        return True
+    # One word unknown to the dictionary: compare spellings of the endings.
+    if ka.startswith("spell:") or kb.startswith("spell:"):
+        return a[-3:] == b[-3:] or (len(a) > 1 and len(b) > 1 and a[-2:] == b[-2:] and a[-2] in "aeiouy")
+    return False
+
+
+def last_word(line: str) -> str:
+    ws = words(line)
+    return ws[-1] if ws else ""
+
+
+def scheme_accuracy(lines: list[str], scheme: str) -> float:
+    """Share of line pairs the scheme says rhyme (same letter) that do rhyme, e.g. scheme "AABBA"."""
+    ends = [last_word(line) for line in lines]
+    pairs = [(i, j) for i in range(len(scheme)) for j in range(i + 1, len(scheme))
+             if scheme[i] == scheme[j] and scheme[i] != " "]
+    if not pairs or len(ends) < len(scheme):
+        return 0.0
+    # A letter's lines rhyme when each one rhymes with the first of its group.
+    firsts = {}
+    checks = []
+    for i, letter in enumerate(scheme):
+        if letter == " ":
+            continue
+        if letter in firsts:
+            checks.append(rhymes(ends[firsts[letter]], ends[i]))
+        else:
+            firsts[letter] = i
+    return sum(checks) / len(checks) if checks else 0.0

@@ -1,0 +1,503 @@
+"""The poetry plugin's writing forms: how to ask for each, constrain it, check it and tidy it.
+
+Classical Chinese (五绝 七绝 五律 七律 藏头诗) are constrained during decoding (see ``constraints``) and
+validated for line count/length, 平水韵 end rhyme and 平仄 at key positions. English forms (haiku,
+sonnet, limerick, acrostic, free verse) get an exact line count during decoding; syllables, metre and
+rhyme scheme are validator-only (the pipeline generates several candidates and keeps the best).
+Screenplay scenes (Fountain) and story fragments are validated for their shape.
+
+Validators take an optional ``request`` (``validate(text, request)``) so that request-dependent forms
+(acrostics, a free-verse stanza shape) can check their options; the pipeline calls ``validate(text)``,
+for which the form's processors already enforce those options.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from synesthesia.components import Conditioning, Form, FormRequest, GenerationRequest, SamplingSettings, Validation
+from synesthesia.errors import ConfigError, SynesthesiaError
+
+from synesthesia_poetry import chinese, english
+
+# --------------------------------------------------------------------------------------------------
+# Classical Chinese
+
+
+@dataclass(frozen=True)
+class ClassicalForm:
+    name: str
+    aliases: tuple[str, ...]
+    n_lines: int
+    n_chars: int
+    description: str
+
+
+CLASSICAL = (
+    ClassicalForm("五绝", ("jueju5", "wujue"), 4, 5, "五言绝句: four lines of five characters, regulated tones"),
+    ClassicalForm("七绝", ("jueju7", "qijue"), 4, 7, "七言绝句: four lines of seven characters, regulated tones"),
+    ClassicalForm("五律", ("lvshi5", "wulv"), 8, 5, "五言律诗: eight lines of five characters, regulated tones"),
+    ClassicalForm("七律", ("lvshi7", "qilv"), 8, 7, "七言律诗: eight lines of seven characters, regulated tones"),
+)
+FORM_BY_SHAPE = {(f.n_lines, f.n_chars): f.name for f in CLASSICAL}
+
+
+def chinese_keywords(theme: str) -> list[str]:
+    """Theme → keyword list: words split at spaces/commas; a run of Han characters gives one per character."""
+    keywords: list[str] = []
+    for part in re.split(r"[\s,，、;；]+", theme.strip()):
+        if not part:
+            continue
+        if all(chinese.is_han(ch) for ch in part):
+            keywords.extend(part)
+        else:
+            keywords.append(part)
+    return list(dict.fromkeys(keywords))
+
+
+def _validation(report: chinese.VerseReport) -> Validation:
+    ok = report.structure_ok and report.rhyme_ok and report.heads_ok
+    return Validation(ok=ok, score=round(max(0.0, report.score), 4), problems=report.problems)
+
+
+def _canonical_verse(text: str, n_lines: int | None, n_chars: int | None) -> str:
+    """Re-punctuate a generation and drop anything after the last line, when its lines have the right shape."""
+    lines = chinese.split_lines(text)
+    if n_lines is not None and len(lines) >= n_lines:
+        lines = lines[:n_lines]
+    width = n_chars or (len(lines[0]) if lines else 0)
+    if lines and all(len(line) == width for line in lines):
+        return chinese.format_poem(lines)
+    return text.strip()
+
+
+def _int_option(request: FormRequest, name: str, default: int, allowed: tuple[int, ...]) -> int:
+    value = request.options.get(name, default)
+    try:
+        value = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"form_options.{name} must be one of {allowed}, got {value!r}") from None
+    if value not in allowed:
+        raise ConfigError(f"form_options.{name} must be one of {allowed}, got {value!r}")
+    return value
+
+
+def _bool_option(request: FormRequest, name: str, default: bool) -> bool:
+    value = request.options.get(name, default)
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def classical_form(spec: ClassicalForm) -> Form:
+    def conditioning(request: FormRequest) -> Conditioning:
+        return Conditioning(form=spec.name, keywords=chinese_keywords(request.theme), language="zh",
+                            prefix=str(request.options.get("prefix", "")))
+
+    def validate(text: str, request: FormRequest | None = None) -> Validation:
+        return _validation(chinese.analyse(text, spec.n_lines, spec.n_chars))
+
+    def processors(tokenizer, request: FormRequest) -> list:
+        from synesthesia_poetry.constraints import ClassicalVerseProcessor
+
+        pattern = request.options.get("pattern")
+        if pattern:
+            chinese.find_pattern(str(pattern), spec.n_lines, spec.n_chars)  # ConfigError-style message if bad
+        return [ClassicalVerseProcessor(tokenizer, spec.n_lines, spec.n_chars, pattern=pattern or None,
+                                        tones=_bool_option(request, "tones", True),
+                                        rhyme=_bool_option(request, "rhyme", True))]
+
+    return Form(
+        name=spec.name, description=spec.description, language="zh", conditioning=conditioning,
+        validate=validate, logits_processors=processors,
+        finalize=lambda text: _canonical_verse(text, spec.n_lines, spec.n_chars),
+        aliases=spec.aliases, max_new_tokens=spec.n_lines * (spec.n_chars + 2) + 4,
+    )
+
+
+def _cangtou_heads(request: FormRequest) -> str:
+    heads = "".join(ch for ch in str(request.options.get("head") or request.theme) if chinese.is_han(ch))
+    if len(heads) < 2:
+        raise ConfigError("藏头诗 needs at least two Chinese characters to hide: set form_options.head=… or theme=…")
+    return heads
+
+
+def cangtou_form() -> Form:
+    """藏头诗: the given characters begin the lines; one line per character, 5 or 7 characters a line."""
+
+    def shape(request: FormRequest) -> tuple[str, int, int]:
+        heads = _cangtou_heads(request)
+        return heads, len(heads), _int_option(request, "chars", 7, (5, 7))
+
+    def conditioning(request: FormRequest) -> Conditioning:
+        heads, n_lines, n_chars = shape(request)
+        # The model knows the underlying form's control token, not 藏头诗.
+        form = FORM_BY_SHAPE.get((n_lines, n_chars), "七绝" if n_chars == 7 else "五绝")
+        keywords = chinese_keywords(str(request.options.get("keywords", ""))) or list(dict.fromkeys(heads))
+        return Conditioning(form=form, keywords=keywords, language="zh")
+
+    def validate(text: str, request: FormRequest | None = None) -> Validation:
+        if request is not None:
+            heads, n_lines, n_chars = shape(request)
+            return _validation(chinese.analyse(text, n_lines, n_chars, heads=heads))
+        return _validation(chinese.analyse(text, None, None))
+
+    def processors(tokenizer, request: FormRequest) -> list:
+        from synesthesia_poetry.constraints import ClassicalVerseProcessor
+
+        heads, n_lines, n_chars = shape(request)
+        return [ClassicalVerseProcessor(tokenizer, n_lines, n_chars, heads=heads,
+                                        pattern=request.options.get("pattern") or None)]
+
+    return Form(
+        name="藏头诗", description="藏头诗 acrostic: form_options.head (or the theme) begins the lines",
+        language="zh", conditioning=conditioning, validate=validate, logits_processors=processors,
+        finalize=lambda text: _canonical_verse(text, None, None), aliases=("cangtou",), max_new_tokens=80,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# English verse
+
+
+def verse_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.strip().splitlines() if line.strip()]
+
+
+def _english_conditioning(form: str) -> Callable[[FormRequest], Conditioning]:
+    def conditioning(request: FormRequest) -> Conditioning:
+        keywords = [w for w in re.split(r"[\s,;]+", request.theme.strip()) if w]
+        return Conditioning(form=form, keywords=keywords, language="en",
+                            prefix=str(request.options.get("prefix", "")))
+
+    return conditioning
+
+
+def _first_lines(n: int) -> Callable[[str], str]:
+    def finalize(text: str) -> str:
+        lines = verse_lines(text)
+        return "\n".join(lines[:n]) if len(lines) >= n else text.strip()
+
+    return finalize
+
+
+def _line_count_processors(n: int) -> Callable[[Any, FormRequest], list]:
+    def processors(tokenizer, request: FormRequest) -> list:
+        from synesthesia_poetry.constraints import LineCountProcessor
+
+        return [LineCountProcessor(tokenizer, n)]
+
+    return processors
+
+
+HAIKU_SYLLABLES = (5, 7, 5)
+
+
+def validate_haiku(text: str, request: FormRequest | None = None) -> Validation:
+    lines = verse_lines(text)
+    problems = []
+    if len(lines) != 3:
+        problems.append(f"{len(lines)} lines instead of 3")
+    counts = [english.line_syllables(line) for line in lines[:3]]
+    hits = 0
+    for i, (count, want) in enumerate(zip(counts, HAIKU_SYLLABLES)):
+        if count == want:
+            hits += 1
+        else:
+            problems.append(f"line {i + 1} has {count} syllables instead of {want}")
+    score = 0.3 * (len(lines) == 3) + 0.7 * hits / 3
+    return Validation(ok=not problems, score=round(score, 4), problems=problems)
+
+
+SONNET_SCHEME = "ABABCDCDEFEFGG"
+LIMERICK_SCHEME = "AABBA"
+
+
+def validate_sonnet(text: str, request: FormRequest | None = None) -> Validation:
+    lines = verse_lines(text)
+    problems = []
+    if len(lines) != 14:
+        problems.append(f"{len(lines)} lines instead of 14")
+    rhyme = english.scheme_accuracy(lines[:14], SONNET_SCHEME) if len(lines) >= 14 else 0.0
+    if rhyme < 1.0:
+        problems.append(f"rhyme scheme ABAB CDCD EFEF GG holds for {rhyme:.0%} of the rhyming lines")
+    metre = sum(english.iambic_score(line) for line in lines[:14]) / max(1, min(14, len(lines)))
+    if metre < 0.6:
+        problems.append(f"iambic pentameter score {metre:.2f} (< 0.6)")
+    score = 0.3 * (len(lines) == 14) + 0.4 * rhyme + 0.3 * metre
+    ok = len(lines) == 14 and rhyme >= 0.8 and metre >= 0.6
+    return Validation(ok=ok, score=round(score, 4), problems=problems)
+
+
+def validate_limerick(text: str, request: FormRequest | None = None) -> Validation:
+    lines = verse_lines(text)
+    problems = []
+    if len(lines) != 5:
+        problems.append(f"{len(lines)} lines instead of 5")
+    rhyme = english.scheme_accuracy(lines[:5], LIMERICK_SCHEME) if len(lines) >= 5 else 0.0
+    if rhyme < 1.0:
+        problems.append(f"rhyme scheme AABBA holds for {rhyme:.0%} of the rhyming lines")
+    counts = [english.line_syllables(line) for line in lines[:5]]
+    ranges = [(7, 11), (7, 11), (4, 7), (4, 7), (7, 11)]
+    fits = sum(lo <= c <= hi for c, (lo, hi) in zip(counts, ranges))
+    for i, (c, (lo, hi)) in enumerate(zip(counts, ranges)):
+        if not lo <= c <= hi:
+            problems.append(f"line {i + 1} has {c} syllables (a limerick's has {lo}-{hi})")
+    score = 0.2 * (len(lines) == 5) + 0.5 * rhyme + 0.3 * fits / 5
+    return Validation(ok=len(lines) == 5 and rhyme == 1.0 and fits >= 4, score=round(score, 4), problems=problems)
+
+
+def _acrostic_word(request: FormRequest) -> str:
+    word = "".join(ch for ch in str(request.options.get("word") or request.theme) if ch.isalpha())
+    if len(word) < 2:
+        raise ConfigError("acrostic needs a word of at least two letters: set form_options.word=… or theme=…")
+    return word.upper()
+
+
+def validate_acrostic(text: str, request: FormRequest | None = None) -> Validation:
+    lines = verse_lines(text)
+    problems = []
+    if len(lines) < 2:
+        problems.append("an acrostic needs at least two lines")
+    if request is not None:
+        word = _acrostic_word(request)
+        initials = "".join(line[0].upper() for line in lines if line)
+        if len(lines) != len(word):
+            problems.append(f"{len(lines)} lines instead of {len(word)} (one per letter of {word})")
+        if initials[: len(word)] != word:
+            problems.append(f"the lines begin {initials!r}, not {word!r}")
+        hits = sum(a == b for a, b in zip(initials, word)) / len(word)
+    else:
+        hits = 1.0 if lines else 0.0
+    return Validation(ok=not problems, score=round(0.5 * hits + 0.5 * (not problems), 4), problems=problems)
+
+
+def acrostic_processors(tokenizer, request: FormRequest) -> list:
+    from synesthesia_poetry.constraints import LineCountProcessor
+
+    return [LineCountProcessor(tokenizer, len(_acrostic_word(request)))]
+
+
+def _stanza_shape(request: FormRequest | None) -> list[int] | None:
+    if request is None:
+        return None
+    shape = request.options.get("stanzas")
+    if shape is None:
+        return None
+    if isinstance(shape, str):
+        shape = [s for s in re.split(r"[\s,\-]+", shape) if s]
+    try:
+        sizes = [int(s) for s in shape]
+    except (TypeError, ValueError):
+        raise ConfigError(f"form_options.stanzas must be line counts per stanza like [3, 3, 2], got {shape!r}") from None
+    if not sizes or any(s < 1 for s in sizes):
+        raise ConfigError(f"form_options.stanzas must be positive line counts, got {shape!r}")
+    return sizes
+
+
+def stanzas(text: str) -> list[list[str]]:
+    blocks = re.split(r"\n\s*\n", text.strip())
+    return [verse_lines(b) for b in blocks if verse_lines(b)]
+
+
+def validate_free(text: str, request: FormRequest | None = None) -> Validation:
+    lines = verse_lines(text)
+    problems = []
+    if len(lines) < 2:
+        problems.append("free verse needs at least two lines")
+    shape = _stanza_shape(request)
+    score = 1.0 if len(lines) >= 2 else 0.0
+    if shape:
+        got = [len(s) for s in stanzas(text)]
+        if got != shape:
+            problems.append(f"stanza shape {got} instead of {shape}")
+            score = 0.5 * (sum(got) == sum(shape))
+    return Validation(ok=not problems, score=score, problems=problems)
+
+
+def free_processors(tokenizer, request: FormRequest) -> list:
+    from synesthesia_poetry.constraints import LineCountProcessor
+
+    shape = _stanza_shape(request)
+    lines = sum(shape) if shape else request.options.get("lines")
+    return [LineCountProcessor(tokenizer, int(lines))] if lines else []
+
+
+# --------------------------------------------------------------------------------------------------
+# Screenplay (Fountain) and story
+
+SCENE_HEADING = re.compile(r"^(?:INT|EXT|EST|INT\./EXT|INT/EXT|I/E)[.\s]|^\.[A-Z0-9]", re.IGNORECASE)
+TRANSITION = re.compile(r"^[A-Z\s]+TO:$|^>")
+
+
+def is_character_cue(line: str) -> bool:
+    name = re.sub(r"\s*\(.*\)\s*$", "", line.strip()).rstrip("^").strip()
+    return bool(name) and (line.strip().startswith("@") or (name == name.upper() and re.search(r"[A-Z]", name)
+                                                              and not SCENE_HEADING.match(name)
+                                                              and not TRANSITION.match(line.strip())
+                                                              and len(name) <= 40))
+
+
+def fountain_elements(text: str) -> list[tuple[str, str]]:
+    """(kind, text) for each element: scene_heading, action, character, parenthetical, dialogue, transition."""
+    elements: list[tuple[str, str]] = []
+    blocks = re.split(r"\n\s*\n", text.strip())
+    for block in blocks:
+        lines = [line.rstrip() for line in block.splitlines() if line.strip()]
+        if not lines:
+            continue
+        first = lines[0].strip()
+        if SCENE_HEADING.match(first) and len(lines) == 1:
+            elements.append(("scene_heading", first.lstrip(".").upper()))
+        elif TRANSITION.match(first) and len(lines) == 1:
+            elements.append(("transition", first.lstrip(">").strip()))
+        elif len(lines) >= 2 and is_character_cue(first):
+            elements.append(("character", first.lstrip("@")))
+            for line in lines[1:]:
+                s = line.strip()
+                elements.append(("parenthetical" if s.startswith("(") and s.endswith(")") else "dialogue", s))
+        else:
+            elements.append(("action", "\n".join(line.strip() for line in lines)))
+    return elements
+
+
+def validate_screenplay(text: str, request: FormRequest | None = None) -> Validation:
+    kinds = [k for k, _ in fountain_elements(text)]
+    problems = []
+    if "scene_heading" not in kinds:
+        problems.append("no scene heading (INT. PLACE - DAY)")
+    elif kinds[0] != "scene_heading":
+        problems.append("the scene does not begin with its heading")
+    if "character" not in kinds or "dialogue" not in kinds:
+        problems.append("no character cue followed by dialogue")
+    if "action" not in kinds:
+        problems.append("no action line")
+    score = (("scene_heading" in kinds) + ("character" in kinds) + ("dialogue" in kinds) + ("action" in kinds)) / 4
+    return Validation(ok=not problems, score=score, problems=problems)
+
+
+def screenplay_conditioning(request: FormRequest) -> Conditioning:
+    heading = str(request.options.get("heading") or "")
+    keywords = [w for w in re.split(r"[\s,;]+", request.theme.strip()) if w]
+    return Conditioning(form="screenplay", keywords=keywords, language="en",
+                        prefix=(heading.upper() + "\n\n") if heading else "")
+
+
+SENTENCE_END = re.compile(r"[.!?…。！？][\"'”’)]*")
+
+
+def finalize_story(text: str) -> str:
+    text = text.strip()
+    ends = list(SENTENCE_END.finditer(text))
+    return text[: ends[-1].end()] if ends else text
+
+
+def validate_story(text: str, request: FormRequest | None = None) -> Validation:
+    min_words = int((request.options.get("min_words") if request else None) or 40)
+    n_words = len(re.findall(r"\w+", text))
+    problems = []
+    if n_words < min_words:
+        problems.append(f"{n_words} words; a story fragment has at least {min_words}")
+    if not SENTENCE_END.search(text.strip()[-3:] or " "):
+        problems.append("the fragment stops mid-sentence")
+    score = min(1.0, n_words / min_words) * (0.5 + 0.5 * (not problems))
+    return Validation(ok=not problems, score=round(score, 4), problems=problems)
+
+
+# --------------------------------------------------------------------------------------------------
+# Registry
+
+
+def all_forms() -> list[Form]:
+    forms = [classical_form(spec) for spec in CLASSICAL] + [cangtou_form()]
+    forms += [
+        Form(name="haiku", description="Haiku: three lines of 5, 7 and 5 syllables", language="en",
+             conditioning=_english_conditioning("haiku"), validate=validate_haiku,
+             logits_processors=_line_count_processors(3), finalize=_first_lines(3), max_new_tokens=80),
+        Form(name="sonnet", description="Shakespearean sonnet: 14 lines, ABAB CDCD EFEF GG, iambic pentameter",
+             language="en", conditioning=_english_conditioning("sonnet"), validate=validate_sonnet,
+             logits_processors=_line_count_processors(14), finalize=_first_lines(14), max_new_tokens=700),
+        Form(name="limerick", description="Limerick: five lines rhyming AABBA", language="en",
+             conditioning=_english_conditioning("limerick"), validate=validate_limerick,
+             logits_processors=_line_count_processors(5), finalize=_first_lines(5), max_new_tokens=260),
+        Form(name="acrostic", description="Acrostic: form_options.word (or the theme) spelt by the first letters",
+             language="en", conditioning=_english_conditioning("acrostic"), validate=validate_acrostic,
+             logits_processors=acrostic_processors, finalize=lambda t: "\n".join(verse_lines(t)),
+             max_new_tokens=400),
+        Form(name="free", description="Free verse; form_options.stanzas=[3,3,2] fixes a stanza shape",
+             language=None, conditioning=_english_conditioning("free"), validate=validate_free,
+             logits_processors=free_processors, finalize=lambda t: t.strip(), max_new_tokens=300),
+        Form(name="screenplay", description="A screenplay scene in Fountain: heading, action, cues, dialogue",
+             language="en", conditioning=screenplay_conditioning, validate=validate_screenplay,
+             finalize=lambda t: t.strip(), max_new_tokens=600),
+        Form(name="story", description="A story fragment in prose, ending on a full sentence", language="en",
+             conditioning=_english_conditioning("story"), validate=validate_story, finalize=finalize_story,
+             max_new_tokens=500),
+    ]
+    return forms
+
+
+# --------------------------------------------------------------------------------------------------
+# Regenerating one line
+
+
+def regenerate_line(form: Form, text: str, index: int, loaded: Any, request: FormRequest | None = None,
+                    sampling: SamplingSettings | None = None, n: int = 8) -> tuple[str, Validation]:
+    """Write line ``index`` (0-based) of a poem again, keeping the others; return (new text, verdict).
+
+    The lines before it become the prompt's prefix; for classical forms the decoding is constrained to
+    the poem's pattern and rhyme group (read from the other lines) and stops after the line. Of ``n``
+    candidates the best-scoring whole poem wins (the old line stays if no candidate scores higher).
+    ``loaded`` is a ``LoadedGenerator`` (e.g. the transformer plugin's).
+    """
+    request = request or FormRequest()
+    sampling = sampling or SamplingSettings(max_new_tokens=64)
+    classical = next((spec for spec in CLASSICAL if spec.name == form.name), None)
+    if classical is not None or form.name == "藏头诗":
+        lines = chinese.split_lines(text)
+    else:
+        lines = verse_lines(text)
+    if not 0 <= index < len(lines):
+        raise SynesthesiaError(f"line index {index} is out of range: the poem has {len(lines)} lines")
+    conditioning = form.conditioning(request)
+    if classical is not None or form.name == "藏头诗":
+        width = len(lines[0])
+        before = (chinese.format_poem(lines[:index] + ["X" * width]))[: -(width + 1)] if index else ""
+        report = chinese.analyse(text, len(lines), width)
+        others = [line[-1] for i, line in enumerate(lines) if i % 2 == 1 and i != index]
+        shared = chinese.shared_rhyme_groups(others) if others else frozenset()
+        groups = [g for g in shared if chinese.rhyme_table().group_tone[g] == chinese.PING] or None
+        heads = _cangtou_heads(request) if form.name == "藏头诗" else ""
+
+        def make(tokenizer):
+            from synesthesia_poetry.constraints import ClassicalVerseProcessor
+
+            return [ClassicalVerseProcessor(tokenizer, len(lines), width, prefix=before, stop_after_line=index,
+                                            pattern=report.pattern, rhyme_groups=groups, heads=heads)]
+    else:
+        before = "\n".join(lines[:index]) + ("\n" if index else "")
+
+        def make(tokenizer):
+            from synesthesia_poetry.constraints import LineCountProcessor
+
+            return [LineCountProcessor(tokenizer, 1)]
+
+    conditioning = Conditioning(form=conditioning.form, keywords=conditioning.keywords,
+                                language=conditioning.language, prefix=conditioning.prefix + before)
+    raw = loaded.generate(GenerationRequest(conditioning=conditioning, sampling=sampling, n=n,
+                                            make_logits_processors=make))
+    best_text, best = text, form.validate(text)
+    for candidate in raw:
+        new_lines = (chinese.split_lines(candidate) if classical is not None or form.name == "藏头诗"
+                     else verse_lines(candidate))
+        if not new_lines:
+            continue
+        joined_lines = lines[:index] + [new_lines[0]] + lines[index + 1:]
+        joined = (chinese.format_poem(joined_lines) if classical is not None or form.name == "藏头诗"
+                  else "\n".join(joined_lines))
+        verdict = form.validate(joined)
+        if (verdict.ok, verdict.score) > (best.ok, best.score):
+            best_text, best = joined, verdict
+    return best_text, best
