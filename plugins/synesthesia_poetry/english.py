@@ -94,13 +94,13 @@ def rhyme_key(word: str) -> str:
     return "spell:" + (match.group(0) if match else w)
 
 
-def rhymes(a: str, b: str) -> bool:
-    """Whether two words rhyme; an identical word counts (Lear rhymes "beard" with "beard")."""
+def rhymes(a: str, b: str, allow_identical: bool = False) -> bool:
+    """Whether two words rhyme; a repeated word counts only with ``allow_identical`` (Lear's "beard"/"beard")."""
     a, b = a.lower(), b.lower()
     if not a or not b:
         return False
     if a == b:
-        return True
+        return allow_identical
     ka, kb = rhyme_key(a), rhyme_key(b)
     if ka == kb:
         return True
@@ -115,7 +115,7 @@ def last_word(line: str) -> str:
     return ws[-1] if ws else ""
 
 
-def scheme_accuracy(lines: list[str], scheme: str) -> float:
+def scheme_accuracy(lines: list[str], scheme: str, allow_identical: bool = False) -> float:
     """Share of line pairs the scheme says rhyme (same letter) that do rhyme, e.g. scheme "AABBA"."""
     ends = [last_word(line) for line in lines]
     pairs = [(i, j) for i in range(len(scheme)) for j in range(i + 1, len(scheme))
@@ -129,7 +129,7 @@ def scheme_accuracy(lines: list[str], scheme: str) -> float:
         if letter == " ":
             continue
         if letter in firsts:
-            checks.append(rhymes(ends[firsts[letter]], ends[i]))
+            checks.append(rhymes(ends[firsts[letter]], ends[i], allow_identical))
         else:
             firsts[letter] = i
     return sum(checks) / len(checks) if checks else 0.0

@@ -236,7 +236,7 @@ def validate_limerick(text: str, request: FormRequest | None = None) -> Validati
     problems = []
     if len(lines) != 5:
         problems.append(f"{len(lines)} lines instead of 5")
-    rhyme = english.scheme_accuracy(lines[:5], LIMERICK_SCHEME) if len(lines) >= 5 else 0.0
+    rhyme = english.scheme_accuracy(lines[:5], LIMERICK_SCHEME, allow_identical=True) if len(lines) >= 5 else 0.0
     if rhyme < 1.0:
         problems.append(f"rhyme scheme AABBA holds for {rhyme:.0%} of the rhyming lines")
     counts = [english.line_syllables(line) for line in lines[:5]]
