@@ -1,0 +1,105 @@
+"""The ``imageprompt`` renderer: writes the prompt in the formats diffusion tools read, and the sketch."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from synesthesia.components import RenderContext
+
+from . import clip_tokens, comfyui, imagery, prompt, sketch
+
+SEED_MODULUS = 2**32  # A1111 and diffusers' torch.Generator take 32-bit seeds; ComfyUI accepts them too
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` via a temp file in the same folder and ``os.replace``, so a reader never sees half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: Path, data) -> Path:
+    return write_atomic(path, json.dumps(data, ensure_ascii=False, indent=2, sort_keys=False) + "\n")
+
+
+def a1111_parameters(built: prompt.BuiltPrompt, options: prompt.ImagePromptOptions) -> str:
+    """The "parameters" text A1111 stores in its PNGs and reads back with PNG Info / "Read generation parameters"."""
+    sampler = prompt.SAMPLERS[options.sampler][0]
+    model = Path(options.checkpoint).stem
+    return (
+        f"{built.prompt}\n"
+        f"Negative prompt: {built.negative}\n"
+        f"Steps: {options.steps}, Sampler: {sampler}, CFG scale: {options.cfg:g}, Seed: {built.seed}, "
+        f"Size: {options.width}x{options.height}, Model: {model}\n"
+    )
+
+
+def diffusers_kwargs(built: prompt.BuiltPrompt, options: prompt.ImagePromptOptions) -> dict:
+    """Keyword arguments for a diffusers text-to-image pipeline (plain text: diffusers reads no weights).
+
+    ``seed`` is not a pipeline argument: pop it and pass ``generator=torch.Generator().manual_seed(seed)``.
+    """
+    return {
+        "prompt": built.plain,
+        "negative_prompt": built.negative,
+        "num_inference_steps": options.steps,
+        "guidance_scale": options.cfg,
+        "width": options.width,
+        "height": options.height,
+        "seed": built.seed,
+    }
+
+
+def render(context: RenderContext) -> list[Path]:
+    options = context.options if isinstance(context.options, prompt.ImagePromptOptions) else (
+        prompt.ImagePromptOptions.model_validate(context.options or {})
+    )
+    seed = (options.seed if options.seed is not None else int(context.seed)) % SEED_MODULUS
+    found = imagery.extract(context.text, context.language)
+    built = prompt.build(found, options, seed)
+    out = Path(context.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"style": built.style, "seed": seed, "prompt": built.prompt, "negative_prompt": built.negative}
+    manifest = {**context.manifest, "imageprompt": summary}
+    _, comfy_sampler, comfy_scheduler, _ = prompt.SAMPLERS[options.sampler]
+
+    files = [
+        write_atomic(out / "prompt.txt", built.prompt + "\n"),
+        write_atomic(out / "a1111_parameters.txt", a1111_parameters(built, options)),
+        write_json(out / "comfyui_workflow.json", comfyui.build_workflow(
+            prompt=built.prompt, negative=built.negative, seed=seed, steps=options.steps, cfg=options.cfg,
+            sampler_name=comfy_sampler, scheduler=comfy_scheduler, width=options.width, height=options.height,
+            checkpoint=options.checkpoint, filename_prefix="synesthesia", manifest=manifest,
+        )),
+        write_json(out / "diffusers_kwargs.json", diffusers_kwargs(built, options)),
+        write_json(out / "variations.json", {
+            "template": built.template,
+            "mode": options.variation_mode,
+            "seed": seed,
+            "prompts": [{"prompt": v, "clip_tokens": clip_tokens.count_tokens(v)} for v in built.variations],
+        }),
+        write_json(out / "imagery.json", {
+            **found.to_json(),
+            "style": built.style,
+            "seed": seed,
+            "clip_tokens": built.tokens,
+            "negative_clip_tokens": built.negative_tokens,
+            "token_budget": options.token_budget,
+            "kept": built.kept,
+            "dropped_for_token_budget": built.dropped,
+        }),
+    ]
+    if options.sketch:
+        ink = prompt.styles()[built.style]["sketch"] == "ink"  # auto style: ink wash for classical Chinese
+        picture = sketch.draw(found, width=options.width, height=options.height, seed=seed, ink=ink)
+        files.append(sketch.save_png(picture, out / "sketch.png", manifest))
+    return files
