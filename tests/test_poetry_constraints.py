@@ -1,0 +1,148 @@
+"""Constrained decoding: random logits decoded under the form's processors must come out in form."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from synesthesia.components import FormRequest
+from synesthesia.tokenizer import CharTokenizer
+from synesthesia_poetry import chinese
+from synesthesia_poetry.constraints import ClassicalVerseProcessor, LineCountProcessor, chinese_vocab
+from synesthesia_poetry.forms import all_forms
+
+FORMS = {f.name: f for f in all_forms()}
+
+
+def small_chinese_vocab() -> list[str]:
+    """A few characters from every 平水韵 group (both scripts), some Latin and the punctuation."""
+    table = chinese.rhyme_table()
+    chars: list[str] = []
+    for group in sorted(table.group_chars):
+        chars += sorted(ch for ch in table.group_chars[group] if chinese.is_han(ch))[:12]
+    # ...and the characters the tests name.
+    chars += list("春風秋月東月落烏啼霜滿天江楓漁火對愁眠夜半鐘聲到客船")
+    return list(dict.fromkeys(chars)) + list("，。！？\n abcxyz")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return CharTokenizer(small_chinese_vocab())
+
+
+def decode_randomly(tokenizer, processors, batch=6, steps=120, seed=0, bias=None):
+    """Sample from random logits under the processors, like a model that knows nothing."""
+    gen = torch.Generator().manual_seed(seed)
+    generated = torch.zeros(batch, 0, dtype=torch.long)
+    finished = torch.zeros(batch, dtype=torch.bool)
+    for _ in range(steps):
+        logits = torch.randn(batch, tokenizer.vocab_size, generator=gen) * 3
+        if bias is not None:
+            logits += bias
+        for processor in processors:
+            logits = processor(generated, logits)
+        assert torch.isfinite(logits).any(dim=1).all(), "a processor left a row without any allowed token"
+        probs = torch.softmax(logits, dim=-1)
+        nxt = torch.multinomial(probs, 1, generator=gen).squeeze(1)
+        nxt = torch.where(finished, torch.full_like(nxt, tokenizer.eos_id), nxt)
+        generated = torch.cat([generated, nxt[:, None]], dim=1)
+        finished |= nxt == tokenizer.eos_id
+        if finished.all():
+            break
+    assert finished.all(), "the processors never ended the poem"
+    return [tokenizer.decode(row.tolist()) for row in generated]
+
+
+@pytest.mark.parametrize("form,n_lines,n_chars", [("五绝", 4, 5), ("七绝", 4, 7), ("五律", 8, 5), ("七律", 8, 7)])
+def test_random_logits_come_out_in_form(tokenizer, form, n_lines, n_chars):
+    processors = FORMS[form].logits_processors(tokenizer, FormRequest(theme="秋月"))
+    texts = decode_randomly(tokenizer, processors, seed=n_lines * 10 + n_chars)
+    patterns_seen = set()
+    for text in texts:
+        # Punctuation placed by the form: "，" after odd lines, "。\n" after even ones, nothing after the end.
+        couplets = text.split("\n")
+        assert len(couplets) == n_lines // 2
+        for couplet in couplets:
+            assert len(couplet) == 2 * n_chars + 2 and couplet[n_chars] == "，" and couplet[-1] == "。"
+        lines = chinese.split_lines(text)
+        assert len(lines) == n_lines and all(len(line) == n_chars for line in lines)
+        pattern, accuracy = chinese.best_pattern(lines, n_lines, n_chars)
+        assert accuracy == 1.0, (text, pattern.name)
+        patterns_seen.add(pattern.name)
+        rhyming = [line[-1] for i, line in enumerate(lines) if pattern.rhymes(i)]
+        shared = chinese.shared_rhyme_groups(rhyming)
+        assert any(chinese.rhyme_table().group_tone[g] == "平" for g in shared), text
+        assert len(set(rhyming)) == len(rhyming), f"a rhyme character was reused: {text}"
+        verdict = FORMS[form].validate(text)
+        assert verdict.ok and verdict.score == pytest.approx(1.0), verdict.problems
+    # The pattern is chosen per candidate from what the first line happened to be.
+    assert len(patterns_seen) >= 2
+
+
+def test_without_processors_random_text_is_not_in_form(tokenizer):
+    eos_never = torch.zeros(tokenizer.vocab_size)
+    eos_never[tokenizer.eos_id] = float("-inf")
+
+    class StopAfter:  # ends each candidate after 32 tokens, so that the loop terminates
+        def __call__(self, generated, logits):
+            if generated.shape[1] >= 32:
+                logits[:] = float("-inf")
+                logits[:, tokenizer.eos_id] = 0.0
+            return logits
+
+    texts = decode_randomly(tokenizer, [StopAfter()], batch=8, seed=3, bias=eos_never)
+    assert not any(FORMS["七绝"].validate(FORMS["七绝"].finalize(t)).ok for t in texts)
+
+
+def test_fixed_pattern_and_acrostic_heads(tokenizer):
+    request = FormRequest(options={"head": "春風秋月", "chars": 7, "pattern": "平起首句入韵"})
+    processors = FORMS["藏头诗"].logits_processors(tokenizer, request)
+    for text in decode_randomly(tokenizer, processors, batch=4, seed=5):
+        lines = chinese.split_lines(text)
+        assert "".join(line[0] for line in lines) == "春風秋月"
+        pattern = chinese.find_pattern("平起首句入韵", 4, 7)
+        assert chinese.tonal_accuracy(lines, pattern) == 1.0
+        assert FORMS["藏头诗"].validate(text, request).ok
+
+
+def test_processor_relaxes_instead_of_leaving_nothing(tokenizer):
+    vocab = chinese_vocab(tokenizer)
+    # Earlier processors forbade every level-tone character: the 平 positions cannot be obeyed.
+    bias = torch.where(vocab.ping, torch.tensor(float("-inf")), torch.tensor(0.0))
+    processor = ClassicalVerseProcessor(tokenizer, 4, 5)
+    texts = decode_randomly(tokenizer, [processor], batch=3, seed=7, bias=bias)
+    assert processor.relaxed > 0
+    for text in texts:
+        lines = chinese.split_lines(text)
+        assert len(lines) == 4 and all(len(line) == 5 for line in lines)
+
+
+def test_masks_are_built_once_per_tokenizer(tokenizer):
+    assert chinese_vocab(tokenizer) is chinese_vocab(tokenizer)
+    vocab = chinese_vocab(tokenizer)
+    assert vocab.content.shape == (tokenizer.vocab_size,) and vocab.content.dtype == torch.bool
+    assert not vocab.content[tokenizer.token_id("a")] and not vocab.content[tokenizer.eos_id]
+    assert vocab.ping[tokenizer.token_id("東")] and not vocab.ze[tokenizer.token_id("東")]
+
+
+def test_regenerating_from_a_prefix_continues_the_pattern(tokenizer):
+    # The first two lines of 枫桥夜泊 (traditional) are given; only line 3 is written, then <eos>.
+    prefix = "月落烏啼霜滿天，江楓漁火對愁眠。\n"
+    processor = ClassicalVerseProcessor(tokenizer, 4, 7, prefix=prefix, stop_after_line=2,
+                                        pattern="仄起首句入韵", rhyme_groups=["下平聲一先"])
+    for text in decode_randomly(tokenizer, [processor], batch=4, seed=11):
+        assert len(text) == 8 and text.endswith("。")
+        line = text[:7]
+        assert chinese.tonal_accuracy(["月落烏啼霜滿天", "江楓漁火對愁眠", line, "夜半鐘聲到客船"],
+                                      chinese.find_pattern("仄起首句入韵", 4, 7)) == 1.0
+
+
+def test_line_count_processor_gives_exact_line_counts():
+    tokenizer = CharTokenizer(list("abcdefghij \n"))
+    newline = tokenizer.token_id("\n")
+    bias = torch.zeros(tokenizer.vocab_size)
+    bias[newline] = 2.0  # many (blank) line breaks, and <eos> as likely as anything
+    bias[tokenizer.eos_id] = 3.0
+    texts = decode_randomly(tokenizer, [LineCountProcessor(tokenizer, 3)], batch=8, steps=400, seed=2, bias=bias)
+    for text in texts:
+        assert len([line for line in text.split("\n") if line.strip()]) == 3, repr(text)
