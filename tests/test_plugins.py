@@ -122,3 +122,11 @@ def test_non_ascii_overrides_are_quoted_for_hydra(arg, expected):
     from synesthesia.config import quote_override
 
     assert quote_override(arg) == expected
+
+
+def test_renderer_and_form_options_may_add_keys():
+    from synesthesia.config import prepare_override
+
+    assert prepare_override("renderer.poem_png.width=900") == "++renderer.poem_png.width=900"
+    assert prepare_override("form_options.head=春夏秋冬") == "++form_options.head='春夏秋冬'"
+    assert prepare_override("++renderer.x.y=1") == "++renderer.x.y=1"

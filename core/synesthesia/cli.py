@@ -35,9 +35,9 @@ def cli(debug: bool) -> None:
 
 
 def _hydra_argv(overrides: tuple[str, ...]) -> list[str]:
-    from synesthesia.config import quote_override
+    from synesthesia.config import prepare_override
 
-    return [quote_override(arg) for arg in overrides]
+    return [prepare_override(arg) for arg in overrides]
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -73,6 +73,19 @@ def register_configs() -> None:
     store.store(group="pipeline", name="pipeline_schema", node=PipelineConfig)
 
 
+# Free-form option maps: their keys are not known to the schema, so overrides of them add or replace.
+OPEN_MAPS = ("renderer.", "form_options.")
+
+
+def prepare_override(arg: str) -> str:
+    """Make an override as typed by an artist acceptable to Hydra (see ``quote_override``), and let
+    ``renderer.<name>.<option>=…`` and ``form_options.<key>=…`` add keys the schema cannot know."""
+    arg = quote_override(arg)
+    if arg.startswith(OPEN_MAPS) and "=" in arg:
+        return "++" + arg
+    return arg
+
+
 def quote_override(arg: str) -> str:
     """Quote non-ASCII values so Hydra's override grammar accepts them: ``form=七绝`` → ``form='七绝'``.
 

@@ -1,0 +1,206 @@
+"""The pipeline end to end through the real CLI: Hydra overrides, sweeps, manifests, revisions, failures.
+
+A test plugin (a real distribution on PYTHONPATH, found through the entry point) contributes a simple
+form, two renderers and an ``artwork_created`` listener; the model is a small real checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_plugin_dist, run_cli
+
+TEST_PLUGIN = """
+import json, os
+from pathlib import Path
+from pydantic import BaseModel, Field
+import synesthesia
+from synesthesia.components import Conditioning, Form, Renderer, Validation
+
+def conditioning(request):
+    return Conditioning(form=None, keywords=request.theme.split(), language="en", prefix="")
+
+def validate(text):
+    lines = [l for l in text.splitlines() if l.strip()]
+    return Validation(ok=len(lines) >= 1, score=min(1.0, len(lines) / 4), problems=[] if lines else ["empty"])
+
+class ShoutOptions(BaseModel):
+    suffix: str = "!"
+    repeat: int = Field(1, ge=1, le=5)
+
+def shout(ctx):
+    path = ctx.out_dir / "shout.txt"
+    path.write_text((ctx.text.upper() + ctx.options.suffix) * ctx.options.repeat, encoding="utf-8")
+    return [path]
+
+class ExplodeOptions(BaseModel):
+    explode: bool = False
+
+def explode(ctx):
+    (ctx.out_dir / "partial.txt").write_text("half", encoding="utf-8")
+    if ctx.options.explode:
+        raise RuntimeError("kaboom")
+    return [ctx.out_dir / "partial.txt"]
+
+@synesthesia.hookimpl
+def register_forms(register):
+    register(Form(name="lines", description="any lines", language="en", conditioning=conditioning,
+                  validate=validate, aliases=("anylines",), max_new_tokens=24))
+
+@synesthesia.hookimpl
+def register_renderers(register):
+    register(Renderer(name="shout", description="upper case", options=ShoutOptions, render=shout))
+    register(Renderer(name="explode", description="fails on demand", options=ExplodeOptions, render=explode))
+
+@synesthesia.hookimpl
+def artwork_created(artwork):
+    log = os.environ.get("TEST_ARTWORK_LOG")
+    if log:
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"path": str(artwork.path), "revision": artwork.manifest["revision"]}) + "\\n")
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A small real checkpoint: a char tokenizer over a little verse and a randomly initialised GPT."""
+    import torch
+
+    from synesthesia.checkpoint import save_checkpoint
+    from synesthesia.model import GPT, GPTConfig
+    from synesthesia.tokenizer import CharTokenizer, control_tokens_for
+
+    text = "the sea at night is cold and wide\nthe moon above, the waves beside\n"
+    tokenizer = CharTokenizer.train([text], control_tokens=control_tokens_for(["en"], ["lines"]))
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=32))
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", model, tokenizer)
+
+
+@pytest.fixture
+def env_with_plugin(plugin_dir, tmp_path):
+    folder, env = plugin_dir
+    make_plugin_dist(folder, "pipeline_test_plugin", TEST_PLUGIN)
+    log = tmp_path / "artworks.jsonl"
+    return {**env, "TEST_ARTWORK_LOG": str(log),
+            "SYNESTHESIA_PLUGINS": "transformer,pipeline_test_plugin"}, log
+
+
+def _run(env, run_dir: Path, checkpoint: Path, *overrides: str):
+    return run_cli("run", f"hydra.run.dir={run_dir}", f"model.name={checkpoint}", "form=lines",
+                   "generation.candidates=2", "generation.max_attempts=1", *overrides, env=env)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_run_writes_text_renderer_files_and_a_complete_manifest(env_with_plugin, tiny_checkpoint, tmp_path):
+    env, log = env_with_plugin
+    run_dir = tmp_path / "run"
+    result = _run(env, run_dir, tiny_checkpoint, "theme=sea moon", "seed=7", "renderer.shout.suffix=?")
+    assert result.returncode == 0, result.stderr
+    artwork = run_dir / "artwork"
+    manifest = json.loads((artwork / "manifest.json").read_text(encoding="utf-8"))
+    text = (artwork / "text.txt").read_text(encoding="utf-8").strip("\n")
+    assert text and manifest["text"] == text
+    assert (artwork / "shout" / "shout.txt").read_text(encoding="utf-8") == text.upper() + "?"
+    assert manifest["seed"] == 7 and manifest["intent"]["theme"] == "sea moon"
+    assert manifest["model"]["sha256"] == _sha(Path(tiny_checkpoint) / "model.safetensors")
+    assert manifest["config"]["renderer"]["shout"]["suffix"] == "?"
+    assert {p["name"] for p in manifest["plugins"]} == {"transformer", "pipeline_test_plugin"}
+    assert set(manifest["files"]) == {"text.txt", "shout/shout.txt", "explode/partial.txt"}
+    for relative, digest in manifest["files"].items():
+        assert _sha(artwork / relative) == digest
+    assert len(manifest["candidates"]) == 2 and manifest["reproduce"].startswith("synesthesia run form=lines")
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".artwork")], "staging left behind"
+    events = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    assert events == [{"path": str(artwork), "revision": 1}]
+
+
+def test_same_seed_same_text_and_the_form_alias_works(env_with_plugin, tiny_checkpoint, tmp_path):
+    env, _ = env_with_plugin
+    texts = []
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        result = _run(env, tmp_path / name, tiny_checkpoint, f"seed={seed}", "form=anylines")
+        assert result.returncode == 0, result.stderr
+        texts.append((tmp_path / name / "artwork" / "text.txt").read_text(encoding="utf-8"))
+    assert texts[0] == texts[1]
+    assert texts[0] != texts[2]
+
+
+def test_bad_values_fail_before_any_work_with_a_clear_message(env_with_plugin, tiny_checkpoint, tmp_path):
+    env, _ = env_with_plugin
+    run_dir = tmp_path / "bad"
+    cases = [
+        (("renderer.shout.repeat=9",), "renderer.shout.repeat"),
+        (("form=nosuchform",), "unknown form 'nosuchform'"),
+        (("pipeline.renderers=[nosuch]",), "unknown renderer 'nosuch'"),
+        (("generation.temperature=warm",), "generation.temperature"),
+        (("colour=blue",), "Key 'colour' not in"),
+    ]
+    for overrides, message in cases:
+        result = _run(env, run_dir, tiny_checkpoint, *overrides)
+        assert result.returncode != 0, overrides
+        assert message in result.stderr, (overrides, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert not (run_dir / "artwork").exists()
+    missing = _run(env, run_dir, tmp_path / "no-such-model")
+    assert missing.returncode == 1 and "no model checkpoint named" in missing.stderr
+
+
+def test_edit_then_render_keeps_the_previous_revision(env_with_plugin, tiny_checkpoint, tmp_path):
+    env, log = env_with_plugin
+    run_dir = tmp_path / "edit"
+    assert _run(env, run_dir, tiny_checkpoint).returncode == 0
+    artwork = run_dir / "artwork"
+    original = json.loads((artwork / "manifest.json").read_text(encoding="utf-8"))["text"]
+    (artwork / "text.txt").write_text("the artist wrote this line\nand this one\n", encoding="utf-8")
+    result = run_cli("render", str(run_dir), env=env)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((artwork / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["revision"] == 2 and manifest["text"] == "the artist wrote this line\nand this one"
+    assert [r["source"] for r in manifest["revisions"]] == ["model", "edit"]
+    assert (artwork / "shout" / "shout.txt").read_text(encoding="utf-8").startswith("THE ARTIST WROTE")
+    kept = run_dir / "revisions" / "rev-001"
+    assert (kept / "text.txt").read_text(encoding="utf-8").strip("\n") == original
+    assert json.loads((kept / "manifest.json").read_text(encoding="utf-8"))["revision"] == 1
+    for relative, digest in manifest["files"].items():
+        assert _sha(artwork / relative) == digest
+    again = run_cli("render", str(run_dir), env=env)
+    assert again.returncode == 0 and "unchanged" in again.stderr
+    assert len(log.read_text(encoding="utf-8").splitlines()) == 2
+    assert run_cli("render", str(tmp_path / "nothing-here"), env=env).returncode == 1
+
+
+def test_a_failing_renderer_is_recorded_or_fatal_but_never_half_written(env_with_plugin, tiny_checkpoint, tmp_path):
+    env, _ = env_with_plugin
+    tolerant = tmp_path / "tolerant"
+    result = _run(env, tolerant, tiny_checkpoint, "renderer.explode.explode=true")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tolerant / "artwork" / "manifest.json").read_text(encoding="utf-8"))
+    assert "kaboom" in manifest["renderers"]["explode"]["error"]
+    assert manifest["renderers"]["shout"]["error"] is None and (tolerant / "artwork" / "shout" / "shout.txt").exists()
+
+    strict = tmp_path / "strict"
+    result = _run(env, strict, tiny_checkpoint, "renderer.explode.explode=true", "pipeline.fail_on_renderer_error=true")
+    assert result.returncode == 1 and "kaboom" in result.stderr
+    assert not (strict / "artwork").exists()
+    assert not [p for p in strict.iterdir() if p.name.startswith(".artwork")]
+
+
+def test_multirun_sweep_with_the_joblib_launcher(env_with_plugin, tiny_checkpoint, tmp_path):
+    env, _ = env_with_plugin
+    sweep = tmp_path / "sweep"
+    result = run_cli("run", "-m", f"hydra.sweep.dir={sweep}", f"model.name={tiny_checkpoint}", "form=lines",
+                     "generation.candidates=1", "generation.max_attempts=1", "theme=autumn,sea", "seed=1,2",
+                     "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", env=env)
+    assert result.returncode == 0, result.stderr
+    manifests = sorted(sweep.glob("*/artwork/manifest.json"))
+    assert len(manifests) == 4
+    combos = {(m["intent"]["theme"], m["seed"]) for m in (json.loads(p.read_text(encoding="utf-8")) for p in manifests)}
+    assert combos == {("autumn", 1), ("autumn", 2), ("sea", 1), ("sea", 2)}
