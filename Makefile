@@ -9,8 +9,9 @@ bootstrap:
 	@VENV=$(VENV) bash scripts/bootstrap.sh
 
 demo: bootstrap
-	$(SYN) run hydra.run.dir=outputs/demo-zh 'form=jueju7' 'theme=autumn moon'
-	@echo "Artwork written under outputs/demo-zh/artwork"
+	$(SYN) run hydra.run.dir=outputs/demo-zh form=七绝 theme=秋月
+	$(SYN) run hydra.run.dir=outputs/demo-en form=haiku 'theme=winter sea'
+	@echo "Artworks: outputs/demo-zh/artwork and outputs/demo-en/artwork (edit text.txt, then: $(SYN) render outputs/demo-zh)"
 
 test: bootstrap
 	$(PY) -m pytest -q
