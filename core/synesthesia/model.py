@@ -415,7 +415,7 @@ class InferenceModel:
                 f"cannot add {new} more. Crop the context (the sampler slides the window for you)"
             )
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def prefill(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Run a prompt idx [B or 1, T] into an empty cache; return the last position's logits [B, V]."""
         cache.reset()
@@ -433,7 +433,7 @@ class InferenceModel:
         logits = self._logits(h[:, -1, :])  # [Bx, V]
         return logits.expand(cache.batch_size, -1).clone() if Bx == 1 else logits
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def step(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Append one token per candidate (tokens [B]) at position cache.length; return logits [B, V]."""
         self._check_room(cache, 1)
