@@ -92,7 +92,10 @@ class ImagePromptOptions(BaseModel):
     @classmethod
     def _known_style(cls, value: str) -> str:
         if value != "auto":
-            resolve_style(value, "en")  # raises ConfigError naming the field
+            try:
+                resolve_style(value, "en")
+            except ConfigError as error:  # pydantic reports ValueErrors by field name
+                raise ValueError(str(error)) from None
         return value
 
     @field_validator("modifiers", "negative")
