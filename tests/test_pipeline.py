@@ -204,3 +204,16 @@ def test_multirun_sweep_with_the_joblib_launcher(env_with_plugin, tiny_checkpoin
     assert len(manifests) == 4
     combos = {(m["intent"]["theme"], m["seed"]) for m in (json.loads(p.read_text(encoding="utf-8")) for p in manifests)}
     assert combos == {("autumn", 1), ("autumn", 2), ("sea", 1), ("sea", 2)}
+
+
+def test_generate_streams_one_text_and_reports_the_form_verdict(env_with_plugin, tiny_checkpoint):
+    env, _ = env_with_plugin
+    first = run_cli("generate", "sea", "--form", "lines", "--model", str(tiny_checkpoint), "--seed", "5",
+                    "--max-tokens", "20", env=env)
+    assert first.returncode == 0, first.stderr
+    again = run_cli("generate", "sea", "--form", "lines", "--model", str(tiny_checkpoint), "--seed", "5",
+                    "--max-tokens", "20", env=env)
+    assert first.stdout == again.stdout and first.stdout.strip()
+    assert "[lines]" in first.stderr and "the form" in first.stderr
+    unknown = run_cli("generate", "sea", "--form", "villanelle", "--model", str(tiny_checkpoint), env=env)
+    assert unknown.returncode == 1 and "unknown form 'villanelle'" in unknown.stderr
