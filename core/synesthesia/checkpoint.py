@@ -122,7 +122,10 @@ def save_checkpoint(
             tensors, plain = _split_tensors(train_state)
             save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, tmp / TRAIN_TENSORS_FILE)
             _write_json(tmp / TRAIN_STATE_FILE, plain)
+        umask = os.umask(0)
+        os.umask(umask)
         for child in tmp.iterdir():
+            os.chmod(child, 0o666 & ~umask)  # mkstemp and safetensors leave files private (0600)
             _fsync_file(child)
         _fsync_dir(tmp)
         _swap_into_place(tmp, target)

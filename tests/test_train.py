@@ -1,0 +1,261 @@
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from PIL import Image
+
+from synesthesia.checkpoint import load_checkpoint
+from synesthesia.data import WindowSampler, load_documents, pack_documents, split_train_val
+from synesthesia.errors import ConfigError, CorpusError
+from synesthesia.train import compose_config, learning_rate, main, train
+
+VERSE = """Shall I compare thee to a summer's day?
+Thou art more lovely and more temperate:
+Rough winds do shake the darling buds of May,
+And summer's lease hath all too short a date;
+
+Sometime too hot the eye of heaven shines,
+And often is his gold complexion dimm'd;
+And every fair from fair sometime declines,
+By chance or nature's changing course untrimm'd;
+
+But thy eternal summer shall not fade,
+Nor lose possession of that fair thou ow'st;
+Nor shall death brag thou wander'st in his shade,
+When in eternal lines to time thou grow'st:
+"""
+
+POEMS = [
+    {"text": "床前明月光，疑是地上霜。\n举头望明月，低头思故乡。", "form": "五绝", "keywords": ["月", "霜"], "language": "zh"},
+    {"text": "白日依山尽，黄河入海流。\n欲穷千里目，更上一层楼。", "form": "五绝", "keywords": "山 河"},
+    {"text": "月落乌啼霜满天，江枫渔火对愁眠。\n姑苏城外寒山寺，夜半钟声到客船。", "form": "七绝", "language": "zh"},
+    {"text": "朝辞白帝彩云间，千里江陵一日还。\n两岸猿声啼不住，轻舟已过万重山。", "form": "七绝", "keywords": ["舟"]},
+] * 6
+
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny models gain nothing from threads, and on a shared 2-core machine threads waiting on each
+    # other make every step many times slower.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+TINY = [
+    "model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=32", "model.dropout=0.1",
+    "optim.batch_size=8", "optim.warmup_iters=3", "log_interval=1", "eval_interval=10", "eval_iters=2",
+    "checkpoint_interval=5", "progress=false", "device=cpu",
+]
+
+
+@pytest.fixture
+def verse(tmp_path):
+    path = tmp_path / "sonnet.txt"
+    path.write_text(VERSE * 3, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def poems(tmp_path):
+    path = tmp_path / "poems.jsonl"
+    path.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in POEMS), encoding="utf-8")
+    return path
+
+
+def rows(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def step_losses(path):
+    return {r["step"]: r["loss"] for r in rows(path) if "loss" in r}
+
+
+def test_training_writes_metrics_plot_and_a_checkpoint_that_loads(tmp_path, verse):
+    out = tmp_path / "run"
+    result = main([f"data.paths=[{verse}]", f"out_dir={out}", "optim.max_iters=60", "optim.learning_rate=3e-3",
+                   *TINY, "model.dropout=0.0"])
+    assert result.step == 60 and result.checkpoint == out / "checkpoint"
+    metrics = rows(out / "metrics.jsonl")
+    losses = [r["loss"] for r in metrics if "loss" in r]
+    assert len(losses) == 60 and losses[-1] < 0.7 * losses[0]
+    evals = [r for r in metrics if "val_loss" in r]
+    assert [r["step"] for r in evals] == [10, 20, 30, 40, 50, 60]
+    assert all(math.isclose(r["val_ppl"], math.exp(r["val_loss"])) for r in evals)
+    assert all(r["tokens_per_s"] > 0 for r in metrics if "loss" in r)
+    with Image.open(out / "loss.png") as image:
+        assert image.format == "PNG" and image.size[0] > 300
+    ckpt = load_checkpoint(out / "checkpoint")
+    assert ckpt.config.n_layer == 1 and ckpt.tokenizer.vocab_size == ckpt.config.vocab_size
+    assert ckpt.has_training_state
+    assert ckpt.tokenizer.decode(ckpt.tokenizer.encode(VERSE)) == VERSE
+
+
+def test_tiny_model_overfits_a_small_text(tmp_path):
+    path = tmp_path / "one.txt"
+    path.write_text("the moon is a silver coin in the well. " * 4, encoding="utf-8")
+    result = main([f"data.paths=[{path}]", f"out_dir={tmp_path / 'run'}", "data.val_fraction=0", *TINY,
+                   "model.dropout=0.0", "optim.max_iters=150", "optim.learning_rate=1e-2", "optim.min_lr=1e-3",
+                   "log_interval=10", "eval_interval=150"])
+    assert result.train_loss < 0.15
+    assert result.val_loss is None
+
+
+def test_resume_after_a_kill_reproduces_the_uninterrupted_losses(tmp_path, verse):
+    common = [f"data.paths=[{verse}]", "optim.max_iters=20", *TINY]  # dropout on: the RNG must be restored too
+    reference = main(common + [f"out_dir={tmp_path / 'reference'}"])
+    expected = step_losses(reference.metrics_path)
+    assert sorted(expected) == list(range(1, 21))
+
+    # A real SIGKILL in the middle of step 13: the last checkpoint is from step 10.
+    killed = tmp_path / "killed"
+    script = textwrap.dedent("""
+        import os, signal, sys
+        from synesthesia.train import compose_config, train
+        def die(step, record):
+            if step == 13:
+                os.kill(os.getpid(), signal.SIGKILL)
+        train(compose_config(sys.argv[1:]), on_step=die)
+    """)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", script, *common, f"out_dir={killed}"], capture_output=True,
+                          timeout=120, env=env)
+    assert proc.returncode == -9, proc.stderr.decode()
+    assert max(step_losses(killed / "metrics.jsonl")) == 13
+    assert json.loads((killed / "checkpoint" / "train_state.json").read_text())["step"] == 10
+
+    resumed = main(common + [f"out_dir={killed}", "resume=true"])
+    assert resumed.step == 20
+    got = step_losses(resumed.metrics_path)
+    assert got == expected  # every step, bit for bit (the rows after step 10 were rewritten)
+    assert [r["step"] for r in rows(resumed.metrics_path)].count(13) == 1
+    reference_weights = load_checkpoint(reference.checkpoint).model.state_dict()
+    for name, tensor in load_checkpoint(resumed.checkpoint).model.state_dict().items():
+        assert torch.equal(tensor, reference_weights[name]), name
+
+
+def test_resume_without_a_checkpoint(tmp_path, verse):
+    with pytest.raises(Exception, match="no checkpoint to resume"):
+        main([f"data.paths=[{verse}]", f"out_dir={tmp_path / 'none'}", "resume=true", *TINY])
+
+
+def test_conditioned_jsonl_windows_start_at_records(tmp_path, poems):
+    out = tmp_path / "run"
+    main([f"data.paths=[{poems}]", f"out_dir={out}", "optim.max_iters=5", *TINY])
+    tok = load_checkpoint(out / "checkpoint").tokenizer
+    assert set(tok.forms) == {"五绝", "七绝"} and tok.languages == ["zh"]
+
+    docs = load_documents([poems])
+    assert docs[1].keywords == ["山", "河"] and docs[1].language is None
+    corpus = pack_documents(docs, tok)
+    first = corpus.tokens[: corpus.starts[1]].tolist()
+    assert first[:5] == [tok.bos_id, tok.token_id("<lang:zh>"), tok.token_id("<form:五绝>"),
+                         tok.token_id("<kw>"), tok.token_id("月")]
+    assert first[-1] == tok.eos_id and tok.decode(first) == "月 霜" + POEMS[0]["text"]
+    train_split, val_split = split_train_val(corpus, 0.1)
+    assert int(val_split.tokens[0]) == tok.bos_id  # the split falls on a record boundary
+    sampler = WindowSampler(train_split, 48, 64, "auto", seed=0)
+    assert sampler.mode == "boundary"
+    x, y = sampler.batch()
+    assert x.shape == y.shape == (64, 48)
+    assert (x[:, 0] == tok.bos_id).all() and torch.equal(x[:, 1:], y[:, :-1])
+
+
+def test_bpe_tokenizer_and_bf16_autocast_on_cpu(tmp_path, verse):
+    out = tmp_path / "run"
+    result = main([f"data.paths=[{verse}]", f"out_dir={out}", "tokenizer.kind=bpe", "tokenizer.vocab_size=320",
+                   "dtype=bfloat16", "optim.max_iters=4", *TINY])
+    assert math.isfinite(result.train_loss)
+    ckpt = load_checkpoint(out / "checkpoint")
+    assert type(ckpt.tokenizer).__name__ == "BPETokenizer" and ckpt.config.vocab_size == 320
+
+
+def test_fine_tune_from_a_checkpoint_keeps_its_tokenizer(tmp_path, verse):
+    base = main([f"data.paths=[{verse}]", f"out_dir={tmp_path / 'base'}", "optim.max_iters=3", *TINY,
+                 "export_dtype=float16"])
+    assert load_checkpoint(base.export).dtype == "float16"
+    new_text = tmp_path / "new.txt"
+    new_text.write_text("Zephyr quietly jinxed 夜 whims 🌙\n" * 40, encoding="utf-8")  # unseen characters
+    tuned = main([f"data.paths=[{new_text}]", f"out_dir={tmp_path / 'tuned'}", f"init_from={base.checkpoint}",
+                  "optim.max_iters=3", *TINY, "model.n_layer=3"])
+    before, after = load_checkpoint(base.checkpoint), load_checkpoint(tuned.checkpoint)
+    assert after.tokenizer.vocab_size == before.tokenizer.vocab_size
+    assert after.config.n_layer == 1  # the model is the checkpoint's, whatever model.* says
+    assert after.tokenizer.decode(after.tokenizer.encode("Zephyr 夜 🌙")) == "Zephyr 夜 🌙"
+    assert not torch.equal(after.model.lm_head.weight, before.model.lm_head.weight)
+
+
+def test_empty_corpus_names_the_path(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n \n", encoding="utf-8")
+    with pytest.raises(CorpusError, match="empty.txt: empty corpus"):
+        main([f"data.paths=[{empty}]", f"out_dir={tmp_path / 'run'}", *TINY])
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "image.png").write_bytes(b"\x89PNG")
+    with pytest.raises(CorpusError, match="folder: empty corpus"):
+        load_documents([folder])
+    with pytest.raises(CorpusError, match="missing.txt: corpus file or folder not found"):
+        load_documents([tmp_path / "missing.txt"])
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_jsonl_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"text": "ok"}\n{"title": "no text"}\n', encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"bad.jsonl:2: .*\"text\""):
+        load_documents([path])
+    path.write_text('{"text": "ok"}\n{broken\n', encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"bad.jsonl:2: not valid JSON"):
+        load_documents([path])
+
+
+def test_folders_and_splits(tmp_path):
+    (tmp_path / "a.txt").write_text("one\ntwo\n\nthree", encoding="utf-8")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.jsonl").write_text('{"text": "four", "form": "haiku"}\n', encoding="utf-8")
+    (tmp_path / ".hidden.txt").write_text("secret", encoding="utf-8")
+    assert [d.text for d in load_documents([tmp_path])] == ["one\ntwo", "three", "four"]
+    assert [d.text for d in load_documents([tmp_path], split="line")] == ["one", "two", "three", "four"]
+    assert [d.text for d in load_documents([tmp_path / "a.txt"], split="file")] == ["one\ntwo\n\nthree"]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.n_layers=4", "n_layers"),
+        ("optim.max_iters=lots", "lots"),
+        ("optim.batch_size=0", "optim.batch_size"),
+        ("data.split=sentence", "data.split"),
+        ("tokenizer.kind=word", "tokenizer.kind"),
+        ("device=tpu", "device"),
+    ],
+)
+def test_bad_options_fail_before_any_work(tmp_path, verse, override, message):
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match=message):
+        main([f"data.paths=[{verse}]", f"out_dir={out}", override])
+    assert not out.exists()
+
+
+def test_presets_compose():
+    cfg = compose_config(["train=tiny"])
+    assert cfg.model.n_layer == 2 and cfg.optim.max_iters == 300
+    assert compose_config(["train=tiny", "model.n_layer=3"]).model.n_layer == 3
+    assert compose_config(["train=tang"]).data.window_start == "boundary"
+
+
+def test_learning_rate_schedule():
+    o = compose_config(["optim.max_iters=100", "optim.warmup_iters=10"]).optim
+    rates = [learning_rate(s, o) for s in range(101)]
+    assert rates[0] < rates[9] < rates[10] <= o.learning_rate
+    assert max(rates) == pytest.approx(o.learning_rate, rel=0.1)
+    assert rates[100] == pytest.approx(o.min_lr)
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:]))
