@@ -168,6 +168,17 @@ def test_conditioned_jsonl_windows_start_at_records(tmp_path, poems):
     assert (x[:, 0] == tok.bos_id).all() and torch.equal(x[:, 1:], y[:, :-1])
 
 
+def test_separate_validation_files(tmp_path, poems, verse):
+    out = tmp_path / "run"
+    result = main([f"data.paths=[{poems}]", f"data.val_paths=[{verse}]", f"out_dir={out}", "optim.max_iters=2",
+                   "eval_interval=2", *TINY])
+    state = json.loads((out / "checkpoint" / "train_state.json").read_text())
+    packed_poems = pack_documents(load_documents([poems]), load_checkpoint(out / "checkpoint").tokenizer)
+    assert state["data"]["train_tokens"] == len(packed_poems)  # all of it: nothing held out of the train files
+    assert state["data"]["val_tokens"] > len(VERSE)  # English letters the tokenizer never saw: bytes
+    assert math.isfinite(result.val_loss)
+
+
 def test_bpe_tokenizer_and_bf16_autocast_on_cpu(tmp_path, verse):
     out = tmp_path / "run"
     result = main([f"data.paths=[{verse}]", f"out_dir={out}", "tokenizer.kind=bpe", "tokenizer.vocab_size=320",

@@ -42,6 +42,8 @@ CONFIG_NAME = "train"
 @dataclass
 class DataSection:
     paths: List[str] = field(default_factory=list)
+    # Held-out files (e.g. a prepared val.jsonl); when given, val_fraction is ignored.
+    val_paths: List[str] = field(default_factory=list)
     split: str = "paragraph"  # plain text into documents: file | paragraph | line
     language: Optional[str] = None  # <lang:xx> for documents without a "language" of their own
     val_fraction: float = 0.1  # the last fraction of the token stream, cut at a document start
@@ -278,6 +280,8 @@ def train(cfg, on_step: Callable[[int, dict], None] | None = None) -> TrainResul
     o = cfg.optim
 
     documents = load_documents(cfg.data.paths, cfg.data.split, cfg.data.language, cfg.data.encoding)
+    val_documents = (load_documents(cfg.data.val_paths, cfg.data.split, cfg.data.language, cfg.data.encoding)
+                     if cfg.data.val_paths else [])
     torch.manual_seed(cfg.seed)
     state: dict = {}
     if cfg.resume:
@@ -291,13 +295,13 @@ def train(cfg, on_step: Callable[[int, dict], None] | None = None) -> TrainResul
         loaded = load_checkpoint(_resolve_checkpoint(cfg.init_from), device="cpu")
         model, tokenizer = loaded.model, loaded.tokenizer
         model.train()
-        languages, forms = labels(documents)
+        languages, forms = labels(documents + val_documents)
         lacking = [t for t in control_tokens_for(languages, forms) if tokenizer.token_id(t) is None]
         if lacking:
             warnings.warn(f"{cfg.init_from}: its tokenizer lacks control tokens {lacking}; they are left out",
                           stacklevel=2)
     else:
-        languages, forms = labels(documents)
+        languages, forms = labels(documents + val_documents)
         tokenizer = train_tokenizer(
             cfg.tokenizer.kind, list(tokenizer_texts(documents)), control_tokens_for(languages, forms),
             vocab_size=cfg.tokenizer.vocab_size, min_frequency=cfg.tokenizer.min_frequency,
@@ -308,10 +312,14 @@ def train(cfg, on_step: Callable[[int, dict], None] | None = None) -> TrainResul
     block_size = model.config.block_size
 
     corpus = pack_documents(documents, tokenizer)
-    train_split, val_split = split_train_val(corpus, cfg.data.val_fraction)
+    if val_documents:
+        train_split, val_split = corpus, pack_documents(val_documents, tokenizer)
+        fingerprint = corpus.fingerprint() + val_split.fingerprint()
+    else:
+        train_split, val_split = split_train_val(corpus, cfg.data.val_fraction)
+        fingerprint = corpus.fingerprint()
     if len(train_split) < 2:
         raise CorpusError(f"{', '.join(map(str, cfg.data.paths))}: too little text to train on; add text")
-    fingerprint = corpus.fingerprint()
     if state and state.get("data", {}).get("fingerprint") != fingerprint:
         warnings.warn("the corpus changed since the checkpoint was written; the resumed run will differ from "
                       "an uninterrupted one", stacklevel=2)
