@@ -1,0 +1,63 @@
+"""The ``midi`` renderer: poem -> melody.mid (+ melody.wav, + melody.json describing the setting)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from synesthesia.components import RenderContext
+
+DEFAULT_PROGRAM = {"zh": 73, "en": 0}  # GM flute (close to a dizi) for Chinese, piano for English
+DEFAULT_ACCOMPANIMENT = {"zh": "drone", "en": "chords"}
+
+
+def render(context: RenderContext) -> list[Path]:
+    from .audio import render_audio
+    from .melody import compose
+    from .midi_file import write_midi
+    from .options import MidiOptions
+    from .prosody import analyze
+
+    options = context.options if isinstance(context.options, MidiOptions) else MidiOptions(**dict(context.options or {}))
+    prosody = analyze(context.text, context.language)
+    seed = options.seed if options.seed is not None else context.seed
+    melody = compose(prosody, context.text, seed=seed, form=context.form or "", theme=context.theme or "",
+                     key=options.key, mode=options.mode, tempo=options.tempo, melisma=options.melisma)
+    language = prosody.language
+    program = options.instrument if options.instrument is not None else DEFAULT_PROGRAM[language]
+    accompaniment = options.accompaniment if options.accompaniment != "auto" else DEFAULT_ACCOMPANIMENT[language]
+    out_dir = Path(context.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    midi_path = write_midi(melody, out_dir / "melody.mid", program=program, accompaniment=accompaniment)
+    files = [midi_path]
+    engine = None
+    if options.audio:
+        engine = render_audio(midi_path, out_dir / "melody.wav", engine=options.audio_engine,
+                              soundfont=options.soundfont, gain=options.gain)
+        files.append(out_dir / "melody.wav")
+    template = melody.template
+    summary = {
+        "language": language,
+        "key": template.key_name,
+        "tonic_midi": template.tonic_midi,
+        "mode": template.mode,
+        "time_signature": f"{template.beats_per_bar}/4",
+        "tempo_bpm": template.tempo_bpm,
+        "syllables": len(prosody.syllables),
+        "notes": len(melody.notes),
+        "lines": len(prosody.lines),
+        "program": program,
+        "accompaniment": accompaniment,
+        "seed": seed,
+        "audio_engine": engine,
+    }
+    summary_path = out_dir / "melody.json"
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".melody-", suffix=".json")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, ensure_ascii=False, indent=2)
+    os.chmod(tmp, 0o644)  # mkstemp makes files private; artworks are shared
+    os.replace(tmp, summary_path)
+    files.append(summary_path)
+    return files

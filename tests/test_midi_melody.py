@@ -1,0 +1,131 @@
+"""Prosody and melody: the words decide the rhythm, the constraints hold, the seed matters."""
+
+from __future__ import annotations
+
+import pytest
+
+from synesthesia.errors import ConfigError
+from synesthesia_midi import melody as melody_mod
+from synesthesia_midi.prosody import analyze, caesura_position, split_word, word_stresses
+
+DENGGUANQUE = "白日依山尽，黄河入海流。\n欲穷千里目，更上一层楼。"
+QINGMING = "清明时节雨纷纷\n路上行人欲断魂\n借问酒家何处有\n牧童遥指杏花村"
+SONNET = (
+    "Shall I compare thee to a summer's day?\n"
+    "Thou art more lovely and more temperate:\n"
+    "Rough winds do shake the darling buds of May,\n"
+    "And summer's lease hath all too short a date;"
+)
+
+
+def test_chinese_lines_caesura_and_classical_tones():
+    prosody = analyze(DENGGUANQUE)
+    assert prosody.language == "zh"
+    assert ["".join(s.lyric for s in line) for line in prosody.lines] == ["白日依山尽", "黄河入海流", "欲穷千里目", "更上一层楼"]
+    assert [s.caesura_after for s in prosody.lines[0]] == [False, True, False, False, False]  # 2 + 3
+    seven = analyze(QINGMING)
+    assert [i for i, s in enumerate(seven.lines[0]) if s.caesura_after] == [3]  # 4 + 3
+    assert caesura_position(5) == 1 and caesura_position(7) == 3
+    by_char = {s.lyric: s for s in prosody.syllables}
+    # 白, 日, 入 and 目 were entering-tone (仄) syllables; modern Mandarin reads 白 with a rising tone 2.
+    assert by_char["白"].tone == 2 and by_char["白"].level == "ru"
+    assert by_char["入"].level == "ru" and by_char["依"].level == "ping" and by_char["流"].level == "ping"
+    assert by_char["尽"].tone == 4 or by_char["尽"].tone == 3
+    assert prosody.lines[-1][-1].stanza_end and not prosody.lines[0][-1].stanza_end
+
+
+def test_english_stress_from_cmu_with_function_words_demoted():
+    assert word_stresses("compare") == (False, True)
+    assert word_stresses("summer") == (True, False)
+    assert word_stresses("the") == (False,) and word_stresses("winds") == (True,)
+    prosody = analyze(SONNET + "\n\nRough winds, and May")
+    assert prosody.language == "en" and prosody.stanza_sizes == [4, 1]
+    first = prosody.lines[0]
+    assert "".join(s.lyric for s in first).replace("-", "") == "ShallIcomparetheetoasummer'sday"
+    assert [s.lyric for s in first[2:4]] == ["com-", "pare"]
+    assert [s.stressed for s in first if s.word in ("to", "a")] == [False, False]
+    last = prosody.lines[-1]
+    assert last[1].caesura_after  # the comma after "winds"
+    assert last[-1].stressed  # "May" capitalised inside the line is a name, not the modal verb
+    assert split_word("beautiful", 3) == ["beau", "ti", "ful"]
+    assert "".join(split_word("temperate", 3)) == "temperate"
+
+
+@pytest.mark.parametrize("text", [DENGGUANQUE, QINGMING, SONNET])
+def test_one_note_per_syllable_in_scale_stressed_on_strong_beats_with_cadences(text):
+    prosody = analyze(text)
+    melody = melody_mod.compose(prosody, text, seed=5)
+    template = melody.template
+    notes = melody.notes
+    assert len(notes) == len(prosody.syllables)
+    assert [n.syllable for n in notes] == prosody.syllables
+    assert all((n.pitch - template.tonic_midi) % 12 in template.scale for n in notes)
+    assert all(template.tonic_midi - 5 <= n.pitch <= template.tonic_midi + 14 for n in notes)
+    stressed = [n for n in notes if n.syllable.stressed]
+    assert all(n.onset % template.strong_step == 0 for n in stressed)
+    onsets = [n.onset for n in notes]
+    assert onsets == sorted(onsets) and all(a.onset + a.duration <= b.onset for a, b in zip(notes, notes[1:]))
+    line_ends = [n for n in notes if n.syllable.line_end]
+    assert len(line_ends) == len(prosody.lines)
+    for n in line_ends:
+        degree = (n.pitch - template.tonic_midi) % 12
+        assert degree == (0 if n.cadence == "tonic" else 7)
+        assert n.duration >= 4  # a long note at every line end
+    assert (notes[-1].pitch - template.tonic_midi) % 12 == 0
+    if prosody.language == "zh":
+        assert template.mode in ("gong", "yu") and len(template.scale) == 5
+        caesura_notes = [n for n in notes if n.syllable.caesura_after]
+        assert all(n.duration >= 4 for n in caesura_notes)
+        # Strong-beat notes are tones of the bar's chord.
+        for n in notes:
+            if n.strong and not n.cadence:
+                chord = melody.chords[n.onset // template.bar_units][1]
+                assert (n.pitch - template.tonic_midi) % 12 in chord
+
+
+def test_mandarin_tones_steer_the_melodic_direction():
+    prosody = analyze(QINGMING)
+    melody = melody_mod.compose(prosody, QINGMING, seed=2)
+    agree = total = 0
+    for a, b in zip(melody.notes, melody.notes[1:]):
+        want = melody_mod.expected_direction(a.syllable, b.syllable)
+        if want:
+            total += 1
+            agree += (b.pitch - a.pitch) * want > 0
+    assert total >= 10 and agree / total >= 0.8
+
+
+def test_seed_key_mode_tempo_and_melisma_options():
+    prosody = analyze(SONNET)
+    a = melody_mod.compose(prosody, SONNET, seed=1)
+    b = melody_mod.compose(prosody, SONNET, seed=1)
+    assert [n.pitch for n in a.notes] == [n.pitch for n in b.notes]
+    others = {tuple(n.pitch for n in melody_mod.compose(prosody, SONNET, seed=s).notes) for s in range(2, 6)}
+    assert len(others) > 1
+    fixed = melody_mod.compose(prosody, SONNET, seed=1, key="Bb", mode="minor", tempo=70)
+    assert fixed.template.key_name == "Bbm" and fixed.template.tempo_bpm == 70
+    assert fixed.template.tonic_pc == 10
+    sung = melody_mod.compose(prosody, SONNET, seed=1, melisma=True)
+    assert len(sung.notes) > len(prosody.syllables)
+    assert [n.syllable for n in sung.notes if n.syllable is not None] == prosody.syllables
+    with pytest.raises(ConfigError, match="key"):
+        melody_mod.compose(prosody, SONNET, key="H")
+    with pytest.raises(ConfigError, match="mode"):
+        melody_mod.compose(prosody, SONNET, mode="lydian")
+    with pytest.raises(ConfigError, match="text"):
+        melody_mod.compose(analyze("..."), "...")
+
+
+def test_corpus_statistics_were_learned_from_both_families():
+    stats = melody_mod.load_stats()
+    for family in ("zh", "west"):
+        data = stats["families"][family]
+        assert data["tunes"] > 1000 and data["notes"] > 50000
+        steps = data["interval_bigram"]["start"]
+        # Folk melodies move mostly by step: small intervals dominate large leaps.
+        small = sum(c for i, c in steps.items() if abs(int(i)) <= 2)
+        large = sum(c for i, c in steps.items() if abs(int(i)) >= 8)
+        assert small > 3 * large
+    # Han songs are pentatonic: the tritone above the final is rare compared with the fifth.
+    zh_degrees = stats["families"]["zh"]["degree_by_strength"]["strong"]
+    assert zh_degrees.get("7", 0) > 10 * zh_degrees.get("6", 0)
