@@ -20,3 +20,27 @@ def register_forms(register):
 
     for form in all_forms():
         register(form)
+
+
+@synesthesia.hookimpl
+def register_renderers(register):
+    from synesthesia.components import Renderer
+
+    from synesthesia_poetry.layout import PageOptions, TextOptions
+
+    def lazy(module: str, function: str):
+        def render(ctx):
+            import importlib
+
+            return getattr(importlib.import_module(f"synesthesia_poetry.{module}"), function)(ctx)
+
+        return render
+
+    register(Renderer(name="poem_text", description="Plain text and Markdown (and Fountain for screenplays)",
+                      options=TextOptions, render=lazy("text", "render_text")))
+    register(Renderer(name="poem_html", description="A standalone HTML page (vertical CJK, screenplay format)",
+                      options=PageOptions, render=lazy("html", "render_html")))
+    register(Renderer(name="poem_svg", description="An SVG page with every glyph placed (vertical CJK, seal, shapes)",
+                      options=PageOptions, render=lazy("svg", "render_svg")))
+    register(Renderer(name="poem_png", description="A PNG page (Pillow) carrying the manifest in a text chunk",
+                      options=PageOptions, render=lazy("png", "render_png")))

@@ -1,0 +1,59 @@
+"""``poem_svg``: the laid-out page as SVG; every glyph run is a ``<text>`` at the position we chose."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from synesthesia_poetry.files import write_atomic
+from synesthesia_poetry.fonts import font_family
+from synesthesia_poetry.layout import Page, layout_pages
+
+SVG_NS = "http://www.w3.org/2000/svg"
+# Pillow anchors → SVG text-anchor and dominant-baseline.
+ANCHORS = {"m": "middle", "l": "start", "r": "end"}
+BASELINES = {"m": "central", "s": "alphabetic"}
+
+
+def _num(value: float) -> str:
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def page_svg(page: Page, manifest: dict | None = None, title: str = "") -> str:
+    ET.register_namespace("", SVG_NS)
+    root = ET.Element(f"{{{SVG_NS}}}svg", {"width": str(page.width), "height": str(page.height),
+                                             "viewBox": f"0 0 {page.width} {page.height}"})
+    if title:
+        ET.SubElement(root, f"{{{SVG_NS}}}title").text = title
+    if manifest is not None:
+        meta = ET.SubElement(root, f"{{{SVG_NS}}}metadata", {"id": "synesthesia-manifest"})
+        meta.text = json.dumps(manifest, ensure_ascii=False, default=str)
+    ET.SubElement(root, f"{{{SVG_NS}}}rect", {"width": "100%", "height": "100%", "fill": page.background})
+    for rect in page.rects:
+        ET.SubElement(root, f"{{{SVG_NS}}}rect", {"x": _num(rect.x), "y": _num(rect.y), "width": _num(rect.w),
+                                                   "height": _num(rect.h), "rx": _num(rect.radius),
+                                                   "fill": rect.fill})
+    families: dict[tuple[str, int], str] = {}
+    for run in page.runs:
+        key = (str(run.font.path), run.font.index)
+        if key not in families:
+            families[key] = font_family(*key)
+        node = ET.SubElement(root, f"{{{SVG_NS}}}text", {
+            "x": _num(run.x), "y": _num(run.y), "font-size": _num(run.size), "fill": run.fill,
+            "font-family": f"'{families[key]}', serif", "text-anchor": ANCHORS[run.anchor[0]],
+            "dominant-baseline": BASELINES.get(run.anchor[1], "alphabetic"),
+        })
+        node.set("{http://www.w3.org/XML/1998/namespace}space", "preserve")
+        node.text = run.text
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def render_svg(ctx) -> list[Path]:
+    pages = layout_pages(ctx, ctx.options)
+    stem = "scene" if ctx.form == "screenplay" else "poem"
+    paths = []
+    for i, page in enumerate(pages):
+        name = f"{stem}.svg" if len(pages) == 1 else f"{stem}-{i + 1}.svg"
+        paths.append(write_atomic(Path(ctx.out_dir) / name, page_svg(page, ctx.manifest, ctx.title or ctx.theme)))
+    return paths
