@@ -69,7 +69,7 @@ def test_english_sonnet_lemmas_and_phrases():
 
 def test_english_plurals_and_irregular_forms():
     found = english(imagery.extract("The wild geese fly over the hills; foxes sleep under pines at dusk"))
-    assert {"wild geese", "hills", "fox", "dusk"} <= found
+    assert {"wild geese", "hills", "foxes", "pines", "dusk"} <= found
     assert "wild" not in found
 
 
@@ -78,3 +78,17 @@ def test_haiku_counts_repeated_images():
     pond = next(image for image in result.images if image.en == "pond")
     assert pond.count == 2 and result.images[0] is pond
     assert "frog" in english(result)
+
+
+def test_actions_attach_to_the_thing_that_does_them():
+    result = imagery.extract(FENG_QIAO_YE_BO)
+    crows = next(image for image in result.images if image.en == "crows")
+    assert crows.doing == "crying" and crows.phrase == "crows crying"
+    # 门泊东吴万里船: the boat is moored at the gate, so the gate takes no action.
+    gate = next(i for i in imagery.extract("窗含西岭千秋雪，门泊东吴万里船。").images if i.en == "gate")
+    assert gate.doing == ""
+
+
+def test_months_are_not_moons():
+    found = english(imagery.extract("停车坐爱枫林晚，霜叶红于二月花。"))
+    assert "moon" not in found and {"frosted leaves", "flowers"} <= found

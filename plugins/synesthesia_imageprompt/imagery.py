@@ -24,6 +24,7 @@ CONCRETE_KINDS = ("sky", "weather", "water", "land", "plant", "animal", "buildin
 SETTING_KINDS = ("season", "time")
 QUALITY_KINDS = ("colour", "light", "mood", "action")
 ALL_KINDS = CONCRETE_KINDS + SETTING_KINDS + QUALITY_KINDS
+ANIMATE_KINDS = ("animal", "person", "plant", "water", "weather", "sky")  # things that can take an action
 
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _EN_WORD = re.compile(r"[A-Za-z]+(?:['’][A-Za-z]+)?")
@@ -37,7 +38,14 @@ class Image:
     en: str  # English phrase for the prompt
     kind: str  # one of ALL_KINDS
     count: int = 1
-    first: int = 0  # position of the first occurrence, in segments
+    first: int = 0  # position of the first occurrence, in segments (Chinese) or words (English)
+    last: int = 0  # position of the latest occurrence
+    doing: str = ""  # an action the poem gives this image ("crying" for 乌啼)
+
+    @property
+    def phrase(self) -> str:
+        """The prompt phrase: the image with its action, if any."""
+        return f"{self.en} {self.doing}" if self.doing else self.en
 
     @property
     def concrete(self) -> bool:
@@ -90,7 +98,7 @@ def _zh_lexicon() -> tuple[dict[str, tuple[str, str]], frozenset[str], int]:
         for word, en in raw.get(kind, {}).items():
             lexicon.setdefault(word, (en, kind))
     function_words = frozenset(raw["_function"].split())
-    longest = max(len(word) for word in lexicon)
+    longest = max(len(word) for word in [*lexicon, *function_words])
     return lexicon, function_words, longest
 
 
@@ -102,8 +110,8 @@ def _jieba():
 
     jieba.setLogLevel(logging.WARNING)
     tokenizer = jieba.Tokenizer()  # our own instance: the global one belongs to other plugins
-    lexicon, _, _ = _zh_lexicon()
-    for word in lexicon:
+    lexicon, function_words, _ = _zh_lexicon()
+    for word in [*lexicon, *function_words]:
         if len(word) > 1:
             tokenizer.add_word(word, freq=20000)
     return tokenizer
@@ -121,36 +129,41 @@ def _extract_chinese(text: str) -> Imagery:
     result = Imagery(language="zh", converted_from_traditional=simplified != text)
     found: dict[str, Image] = {}
     unknown: list[str] = []
-    position = 0
-    for segment in _jieba().lcut(simplified):
+    last_concrete: Image | None = None
+    for position, segment in enumerate(_jieba().lcut(simplified)):
         if not _CJK.search(segment):
             continue
-        position += 1
-        if segment in function_words:
-            result.ignored.append(segment)
-            continue
-        # Longest lexicon entry at each point of the segment; leftovers gathered as one unknown run.
+        # Longest entry (image or function word, so 二月 "February" is not read as 月 "moon") at each
+        # point of the segment; characters matching nothing are gathered into one unknown run.
         i, run = 0, ""
         while i < len(segment):
             for size in range(min(longest, len(segment) - i), 0, -1):
                 piece = segment[i : i + size]
-                if piece in lexicon:
-                    if run:
-                        unknown.append(run)
-                        run = ""
-                    _add(found, piece, *lexicon[piece], position)
-                    i += size
+                if piece in lexicon or piece in function_words:
                     break
             else:
-                char = segment[i]
-                if char in function_words:
-                    if run:
-                        unknown.append(run)
-                        run = ""
-                    result.ignored.append(char)
-                elif _CJK.match(char):
-                    run += char
+                if _CJK.match(segment[i]):
+                    run += segment[i]
                 i += 1
+                continue
+            if run:
+                unknown.append(run)
+                run = ""
+            i += size
+            if piece in function_words and piece not in lexicon:
+                result.ignored.append(piece)
+                continue
+            en, kind = lexicon[piece]
+            # A verb right after a thing belongs to it: 乌啼 "crows crying", 鸟飞 "birds flying".
+            # Only living and moving things: 门泊 is "a boat moored at the gate", not "gate moored".
+            if (kind == "action" and last_concrete is not None and not last_concrete.doing
+                    and last_concrete.kind in ANIMATE_KINDS and position - last_concrete.last <= 1
+                    and en not in last_concrete.en):
+                last_concrete.doing = en
+                continue
+            image = _add(found, piece, en, kind, position)
+            if image.concrete:
+                last_concrete = image
         if run:
             unknown.append(run)
     result.images = _ordered(found)
@@ -202,7 +215,10 @@ def _extract_english(text: str) -> Imagery:
         candidates = (word,) if word in no_lemma else (word, _lemma(word), word.rstrip("s"))
         for candidate in candidates:
             if candidate in kinds:
-                _add(found, candidate, phrases.get(candidate, candidate), kinds[candidate], i)
+                kind = kinds[candidate]
+                # "buds", "foxes": a concrete noun keeps the number the poem gave it.
+                en = phrases.get(candidate) or (word if kind in CONCRETE_KINDS and word.endswith("s") else candidate)
+                _add(found, candidate, en, kind, i)
                 break
         else:
             if len(word) > 1:
@@ -216,12 +232,14 @@ def _extract_english(text: str) -> Imagery:
 # --------------------------------------------------------------------------------------------------
 
 
-def _add(found: dict[str, Image], word: str, en: str, kind: str, position: int) -> None:
+def _add(found: dict[str, Image], word: str, en: str, kind: str, position: int) -> Image:
     key = en  # 明月 and 月 both count towards one image only when they say the same thing
     if key in found:
         found[key].count += 1
+        found[key].last = position
     else:
-        found[key] = Image(word=word, en=en, kind=kind, first=position)
+        found[key] = Image(word=word, en=en, kind=kind, first=position, last=position)
+    return found[key]
 
 
 def _ordered(found: dict[str, Image]) -> list[Image]:

@@ -198,7 +198,7 @@ def _pieces(imagery: Imagery, options: ImagePromptOptions, preset: dict) -> list
         if rank < MAX_WEIGHTED:
             weight = min(1.5, 1.3 - 0.1 * rank + 0.1 * (image.count - 1))
         priority = (P_CENTRAL if rank < 5 else P_SECONDARY) - rank
-        pieces.append(Piece(clean_phrase(image.en), priority, weight=weight))
+        pieces.append(Piece(clean_phrase(image.phrase), priority, weight=weight))
     for rank, image in enumerate(imagery.of_kind("season", "time")):
         pieces.append(Piece(clean_phrase(image.en), P_SETTING - rank))
     for rank, image in enumerate(imagery.of_kind("action")):
