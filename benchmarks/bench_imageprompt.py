@@ -166,7 +166,7 @@ def main() -> int:
     header = ("poem", "cov.lex", "cov.prompt", "tokens", "max var", "<=77", "syntax", "determ.", "comfy",
               "unknown", "render s")
     widths = [max(_width(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    line = lambda r: "  ".join(_pad(str(v), w) for v, w in zip(r, widths))  # noqa: E731
+    line = lambda r: "  ".join(_pad(str(v), w) for v, w in zip(r, widths, strict=True))  # noqa: E731
     print(line(header))
     print("  ".join("-" * w for w in widths))
     for row in rows:
@@ -174,7 +174,8 @@ def main() -> int:
     print()
     print(f"imagery coverage, lexicon: {totals['found']}/{totals['gold']} = {totals['found'] / totals['gold']:.1%}")
     print(f"imagery coverage, prompt:  {totals['prompt']}/{totals['gold']} = {totals['prompt'] / totals['gold']:.1%}")
-    print(f"prompts within 77 CLIP tokens: {totals['fit']}/{totals['prompts']} = {totals['fit'] / totals['prompts']:.1%}")
+    fit, prompts = totals["fit"], totals["prompts"]
+    print(f"prompts within 77 CLIP tokens: {fit}/{prompts} = {fit / prompts:.1%}")
     ok = all(r[6] == r[7] == r[8] == "ok" for r in rows) and totals["fit"] == totals["prompts"]
     return 0 if ok else 1
 

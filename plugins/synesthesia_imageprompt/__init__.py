@@ -24,7 +24,8 @@ def register_renderers(register):
     register(
         Renderer(
             name="imageprompt",
-            description="Diffusion prompts from the poem's imagery (A1111, ComfyUI, diffusers), variations, and a sketch PNG.",
+            description="Diffusion prompts from the poem's imagery (A1111, ComfyUI, diffusers), variations, "
+            "and a sketch PNG.",
             options=ImagePromptOptions,
             render=_render,
         )

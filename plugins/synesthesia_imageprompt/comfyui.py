@@ -89,7 +89,8 @@ def validate_graph(graph: dict) -> list[str]:
                     problems.append(f"node {node_id}: input {name!r} should be {kind}, got {value!r}")
                 continue
             problems.extend(_check_link(graph, node_id, name, value, kind))
-    if not any(NODE_TYPES.get(n.get("class_type"), {}).get("output_node") for n in graph.values() if isinstance(n, dict)):
+    nodes = [n for n in graph.values() if isinstance(n, dict)]
+    if not any(NODE_TYPES.get(n.get("class_type"), {}).get("output_node") for n in nodes):
         problems.append("the graph has no output node (e.g. SaveImage)")
     if not problems and _has_cycle(graph):
         problems.append("the graph has a cycle")
@@ -105,9 +106,11 @@ def _check_link(graph: dict, node_id: str, name: str, value: Any, kind: str) -> 
         return [f"node {node_id}: input {name!r} links to missing node {source_id!r}"]
     outputs = NODE_TYPES.get(source.get("class_type"), {}).get("outputs", [])
     if not 0 <= index < len(outputs):
-        return [f"node {node_id}: input {name!r} links to output {index} of node {source_id}, which has {len(outputs)}"]
+        return [f"node {node_id}: input {name!r} links to output {index} of node {source_id}, "
+                f"which has {len(outputs)}"]
     if outputs[index] != kind:
-        return [f"node {node_id}: input {name!r} expects {kind}, output {index} of node {source_id} is {outputs[index]}"]
+        return [f"node {node_id}: input {name!r} expects {kind}, "
+                f"output {index} of node {source_id} is {outputs[index]}"]
     return []
 
 

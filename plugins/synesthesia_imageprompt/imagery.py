@@ -65,7 +65,7 @@ class Imagery:
 
     def to_json(self) -> dict:
         data = asdict(self)
-        for image, entry in zip(self.images, data["images"]):
+        for image, entry in zip(self.images, data["images"], strict=True):
             entry["concrete"] = image.concrete
         return data
 

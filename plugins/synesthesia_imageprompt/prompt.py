@@ -159,7 +159,7 @@ def build(imagery: Imagery, options: ImagePromptOptions, seed: int) -> BuiltProm
 
     rng = random.Random(seed)
     choices = [rng.randrange(len(p.variants)) if p.variants else None for p in kept]
-    prompt = ", ".join(p.render(options.weights, c) for p, c in zip(kept, choices))
+    prompt = ", ".join(p.render(options.weights, c) for p, c in zip(kept, choices, strict=True))
     template = ", ".join(p.render(options.weights, template=True) for p in kept)
     negative = _negative(options, preset)
     return BuiltPrompt(

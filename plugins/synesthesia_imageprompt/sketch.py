@@ -74,7 +74,8 @@ def draw(imagery: Imagery, *, width: int, height: int, seed: int, ink: bool):
         top, bottom = np.array(colours[0], np.float32), np.array(colours[1 % len(colours)], np.float32)
         t = (ys / max(1, height - 1))[..., None]  # [H, 1, 1]: a vertical sky gradient
         canvas = np.broadcast_to(top * (1 - t) + bottom * t, (height, width, 3)).copy()
-        layer_colours = [np.array(colours[(i + 2) % len(colours)], np.float32) * f for i, f in enumerate((0.9, 0.7, 0.45))]
+        shades = (0.9, 0.7, 0.45)  # far ridges paler, near ones darker
+        layer_colours = [np.array(colours[(i + 2) % len(colours)], np.float32) * f for i, f in enumerate(shades)]
 
     image = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
 
