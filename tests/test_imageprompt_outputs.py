@@ -264,3 +264,17 @@ def test_pipeline_artwork_for_a_chinese_and_an_english_poem(tmp_path):
         assert {f"imageprompt/{f}" for f in FILES} <= set(manifest["files"])
         kwargs = json.loads((artwork.path / "imageprompt" / "diffusers_kwargs.json").read_text(encoding="utf-8"))
         assert kwargs["seed"] == 11
+
+
+def test_manifest_values_json_lacks_are_written_as_text(tmp_path):
+    context = RenderContext(text=SONNET_18, form="sonnet", language="en", theme="", seed=3, out_dir=tmp_path,
+                            options=ImagePromptOptions(style="pencil", sketch=True),
+                            manifest={"seed": 3, "run_dir": tmp_path})
+    files = {p.name: p for p in render(context)}
+    body = json.loads(files["comfyui_workflow.json"].read_text(encoding="utf-8"))
+    assert body["extra_data"]["extra_pnginfo"]["synesthesia-manifest"]["run_dir"] == str(tmp_path)
+    with Image.open(files["sketch.png"]) as png:
+        pixels = np.asarray(png.convert("RGB"), dtype=np.int16)
+    corner = pixels[-70:, -70:].reshape(-1, 3)
+    # A pencil drawing of an English sonnet: monochrome paper, and no Chinese seal.
+    assert not ((corner[:, 0] > 150) & (corner[:, 1] < 80) & (corner[:, 2] < 80)).any()

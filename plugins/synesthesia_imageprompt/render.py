@@ -28,7 +28,8 @@ def write_atomic(path: Path, text: str) -> Path:
 
 
 def write_json(path: Path, data) -> Path:
-    return write_atomic(path, json.dumps(data, ensure_ascii=False, indent=2, sort_keys=False) + "\n")
+    # default=str: a manifest may hold paths or dates, which JSON has no type for.
+    return write_atomic(path, json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
 def a1111_parameters(built: prompt.BuiltPrompt, options: prompt.ImagePromptOptions) -> str:
@@ -100,6 +101,7 @@ def render(context: RenderContext) -> list[Path]:
     ]
     if options.sketch:
         ink = prompt.styles()[built.style]["sketch"] == "ink"  # auto style: ink wash for classical Chinese
-        picture = sketch.draw(found, width=options.width, height=options.height, seed=seed, ink=ink)
+        seal = built.style == "ink-wash" or (ink and found.language == "zh")
+        picture = sketch.draw(found, width=options.width, height=options.height, seed=seed, ink=ink, seal=seal)
         files.append(sketch.save_png(picture, out / "sketch.png", manifest))
     return files

@@ -51,8 +51,8 @@ def _names(imagery: Imagery, *words: str) -> bool:
     return any(word in image.en.lower() for image in imagery.images for word in words)
 
 
-def draw(imagery: Imagery, *, width: int, height: int, seed: int, ink: bool):
-    """The sketch as a PIL image (RGB)."""
+def draw(imagery: Imagery, *, width: int, height: int, seed: int, ink: bool, seal: bool | None = None):
+    """The sketch as a PIL image (RGB): ink wash when ``ink``, with a red seal when ``seal`` (default: ink)."""
     import numpy as np
     from PIL import Image, ImageDraw, ImageFilter
 
@@ -137,7 +137,7 @@ def draw(imagery: Imagery, *, width: int, height: int, seed: int, ink: bool):
             px, py, r = width * rng.uniform(0.05, 0.95), height * rng.uniform(0.05, 0.9), rng.uniform(2, 5)
             colour = stroke if ink else colours[int(rng.integers(0, len(colours)))]
             d.ellipse([px - r, py - r * 0.6, px + r, py + r * 0.6], fill=tuple(colour))
-    if ink:  # the artist's seal, in cinnabar, bottom right
+    if ink if seal is None else seal:  # the artist's seal, in cinnabar, bottom right
         s = min(width, height) * 0.06
         x0, y0 = width - s * 2.0, height - s * 2.2
         d.rectangle([x0, y0, x0 + s, y0 + s], fill=tuple(ink_data["seal"]))
