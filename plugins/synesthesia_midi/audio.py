@@ -110,6 +110,18 @@ def synthesize(notes, programs: dict[int, int], *, sample_rate: int = SAMPLE_RAT
     """Mono float32 samples (a torch tensor) for (start s, end s, pitch, velocity, channel) notes."""
     import torch
 
+    # Many small tensor ops: one thread is far faster than a pool fighting other processes for cores.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _synthesize(notes, programs, sample_rate=sample_rate, reverb=reverb, gain=gain, seed=seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _synthesize(notes, programs, *, sample_rate: int, reverb: float, gain: float, seed: int):
+    import torch
+
     tail = 1.2
     table_size = 4096
     grid = torch.arange(table_size, dtype=torch.float64) / table_size
@@ -202,15 +214,48 @@ def render_builtin(midi_path: Path, wav_path: Path, *, gain: float = 0.8, sample
     return write_wav(samples, wav_path, sample_rate)
 
 
+def normalize_wav(path: Path, peak: float = 0.89) -> float:
+    """Scale a 16-bit WAV so its loudest sample sits at ``peak`` (-1 dBFS): small soundfonts render
+    quietly. Returns the factor applied."""
+    import numpy as np
+
+    with wave.open(str(path), "rb") as handle:
+        params = handle.getparams()
+        frames = handle.readframes(params.nframes)
+    if params.sampwidth != 2:
+        return 1.0
+    samples = np.frombuffer(frames, dtype="<i2").astype(np.float64)
+    loudest = float(np.abs(samples).max(initial=0.0)) / 32768
+    if loudest <= 0:
+        return 1.0
+    factor = peak / loudest
+    scaled = np.clip(np.round(samples * factor), -32768, 32767).astype("<i2").tobytes()
+    fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=".norm-", suffix=".wav")
+    os.close(fd)
+    try:
+        with wave.open(tmp, "wb") as handle:
+            handle.setparams(params)
+            handle.writeframes(scaled)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return factor
+
+
 def render_audio(midi_path: Path, wav_path: Path, *, engine: str = "auto", soundfont: str | None = None,
-                 gain: float = 0.8, sample_rate: int = SAMPLE_RATE) -> str:
-    """Render and return the engine used: ``fluidsynth`` or ``builtin``."""
+                 gain: float = 0.8, sample_rate: int = SAMPLE_RATE, normalize: bool = True) -> str:
+    """Render and return the engine used: ``fluidsynth`` or ``builtin``. With ``normalize`` the result
+    peaks at -1 dBFS whatever the engine and gain (``gain`` then only shapes FluidSynth's mix)."""
     if engine not in ("auto", "fluidsynth", "builtin"):
         raise ConfigError(f"audio_engine: {engine!r} is not one of auto, fluidsynth, builtin")
     if engine in ("auto", "fluidsynth"):
         font = find_soundfont(soundfont)
         if fluidsynth_available() and font is not None:
             render_with_fluidsynth(midi_path, wav_path, font, gain=gain, sample_rate=sample_rate)
+            if normalize:
+                normalize_wav(wav_path)
             return "fluidsynth"
         if engine == "fluidsynth":
             raise ConfigError(

@@ -24,6 +24,7 @@ class MidiOptions(BaseModel):
     audio_engine: Literal["auto", "fluidsynth", "builtin"] = "auto"
     soundfont: str | None = Field(None, description="path of a .sf2 General MIDI soundfont (default: the installed one)")
     gain: float = Field(0.8, gt=0, le=5, description="output gain (FluidSynth -g; the built-in synth scales its peak)")
+    normalize: bool = Field(True, description="scale the WAV to peak at -1 dBFS (small soundfonts render quietly)")
 
     @field_validator("key")
     @classmethod

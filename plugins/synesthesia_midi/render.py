@@ -18,10 +18,11 @@ def render(context: RenderContext) -> list[Path]:
     from .melody import compose
     from .midi_file import write_midi
     from .options import MidiOptions
-    from .prosody import analyze
+    from .prosody import analyze, detect_language
 
     options = context.options if isinstance(context.options, MidiOptions) else MidiOptions(**dict(context.options or {}))
-    prosody = analyze(context.text, context.language)
+    # The text decides the language: an artist may replace an English draft with a Chinese poem.
+    prosody = analyze(context.text, detect_language(context.text))
     seed = options.seed if options.seed is not None else context.seed
     melody = compose(prosody, context.text, seed=seed, form=context.form or "", theme=context.theme or "",
                      key=options.key, mode=options.mode, tempo=options.tempo, melisma=options.melisma)
@@ -35,7 +36,8 @@ def render(context: RenderContext) -> list[Path]:
     engine = None
     if options.audio:
         engine = render_audio(midi_path, out_dir / "melody.wav", engine=options.audio_engine,
-                              soundfont=options.soundfont, gain=options.gain)
+                              soundfont=options.soundfont, gain=options.gain,
+                              normalize=options.normalize)
         files.append(out_dir / "melody.wav")
     template = melody.template
     summary = {
