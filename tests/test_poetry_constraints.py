@@ -22,6 +22,10 @@ def small_chinese_vocab() -> list[str]:
         chars += sorted(ch for ch in table.group_chars[group] if chinese.is_han(ch))[:12]
     # ...and the characters the tests name.
     chars += list("春風秋月東月落烏啼霜滿天江楓漁火對愁眠夜半鐘聲到客船")
+    # Characters outside the table (tone from pypinyin, no rhyme group) must never end a rhyming line.
+    outside = [ch for ch in "氢氦氖氩氪氙嫦锂铍硼钠镁铝硅" if not table.groups.get(ch)]
+    assert len(outside) >= 8
+    chars += outside
     return list(dict.fromkeys(chars)) + list("，。！？\n abcxyz")
 
 
@@ -103,6 +107,16 @@ def test_fixed_pattern_and_acrostic_heads(tokenizer):
         pattern = chinese.find_pattern("平起首句入韵", 4, 7)
         assert chinese.tonal_accuracy(lines, pattern) == 1.0
         assert FORMS["藏头诗"].validate(text, request).ok
+
+
+def test_characters_without_a_rhyme_group_never_end_a_rhyming_line(tokenizer):
+    vocab = chinese_vocab(tokenizer)
+    favoured = vocab.content & ~vocab.rhymable  # tone known (pypinyin or 仄 only) but no 平 rhyme group
+    bias = torch.where(favoured, torch.tensor(8.0), torch.tensor(0.0))
+    processors = FORMS["七绝"].logits_processors(tokenizer, FormRequest())
+    for text in decode_randomly(tokenizer, processors, batch=6, seed=13, bias=bias):
+        lines = chinese.split_lines(text)
+        assert chinese.shared_rhyme_groups([lines[1][-1], lines[3][-1]]), text
 
 
 def test_processor_relaxes_instead_of_leaving_nothing(tokenizer):

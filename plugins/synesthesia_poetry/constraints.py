@@ -44,6 +44,7 @@ class ChineseVocab:
     ping: Any  # [V] characters that can be 平
     ze: Any  # [V] characters that can be 仄
     group_masks: dict[str, Any]  # 平 rhyme group → [V]
+    rhymable: Any  # [V] characters in some 平 rhyme group
     char_ids: dict[str, int]
     eos_id: int | None
     comma_id: int | None
@@ -103,9 +104,13 @@ def chinese_vocab(tokenizer) -> ChineseVocab:
         mask = torch.zeros(size, dtype=torch.bool)
         mask[torch.tensor(ids)] = True
         group_masks[g] = mask
+    rhymable = torch.zeros(size, dtype=torch.bool)
+    for mask in group_masks.values():
+        rhymable |= mask
     eos = getattr(tokenizer, "eos_id", None)
     vocab = ChineseVocab(
-        pieces=pieces, content=content, ping=ping, ze=ze, group_masks=group_masks, char_ids=char_ids,
+        pieces=pieces, content=content, ping=ping, ze=ze, group_masks=group_masks, rhymable=rhymable,
+        char_ids=char_ids,
         eos_id=int(eos) if eos is not None else None,
         comma_id=char_ids.get(COMMA, char_ids.get(",")),
         stop_id=char_ids.get(FULL_STOP, char_ids.get(".")),
@@ -263,8 +268,9 @@ class ClassicalVerseProcessor:
                 tone_mask = v.ping if wanted.pop() == chinese.PING else v.ze
         strict = base if tone_mask is None else base & tone_mask
         masks = []
-        if pos == self.n_chars - 1 and self.use_rhyme and state.rhyme and self._rhymes_here(state):
-            rhyme = strict & v.rhyme_mask(state.rhyme)
+        if pos == self.n_chars - 1 and self.use_rhyme and self._rhymes_here(state):
+            # The first rhyming line may take any character of a 平 group; later ones that group's.
+            rhyme = strict & (v.rhyme_mask(state.rhyme) if state.rhyme else v.rhymable)
             if state.used_rhymes:
                 fresh = rhyme.clone()
                 fresh[list(state.used_rhymes)] = False
