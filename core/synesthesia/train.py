@@ -344,22 +344,25 @@ def train(cfg, on_step: Callable[[int, dict], None] | None = None) -> TrainResul
             return nullcontext()
         return torch.autocast(device_type=device_type, dtype=autocast_dtype)
 
+    eval_samplers = {
+        name: WindowSampler(split, block_size, o.batch_size, cfg.data.window_start, cfg.seed + 1, device)
+        for name, split in (("train", train_split), ("val", val_split)) if split is not None
+    }
+
     def evaluate_losses() -> dict:
         compiled.eval()
         result = {}
-        for name, split in (("train", train_split), ("val", val_split)):
-            if split is None:
-                continue
-            # A fixed generator: every evaluation sees the same windows, and training's RNG is untouched.
-            sampler = WindowSampler(split, block_size, o.batch_size, cfg.data.window_start, cfg.seed + 1, device)
-            losses = torch.zeros(cfg.eval_iters)
+        for name, sampler in eval_samplers.items():
+            # Reseeded each time: every evaluation sees the same windows, and training's RNG is untouched.
+            sampler.generator.manual_seed(cfg.seed + 1)
+            losses = torch.zeros(cfg.eval_iters, device=device)  # kept on the device: one sync at the end
             with torch.no_grad():
                 for i in range(cfg.eval_iters):
                     x, y = sampler.batch()
                     with autocast():
                         _, loss = compiled(x, y)
-                    losses[i] = loss.float().item()
-            result[name] = float(losses.mean())
+                    losses[i] = loss.float()
+            result[name] = float(losses.mean().item())
         compiled.train()
         return result
 
