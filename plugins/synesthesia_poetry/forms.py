@@ -449,20 +449,17 @@ def regenerate_line(form: Form, text: str, index: int, loaded: Any, request: For
 
     The lines before it become the prompt's prefix; for classical forms the decoding is constrained to
     the poem's pattern and rhyme group (read from the other lines) and stops after the line. Of ``n``
-    candidates the best-scoring whole poem wins (the old line stays if no candidate scores higher).
+    candidates, the one that makes the best-scoring whole poem replaces the line.
     ``loaded`` is a ``LoadedGenerator`` (e.g. the transformer plugin's).
     """
     request = request or FormRequest()
     sampling = sampling or SamplingSettings(max_new_tokens=64)
-    classical = next((spec for spec in CLASSICAL if spec.name == form.name), None)
-    if classical is not None or form.name == "藏头诗":
-        lines = chinese.split_lines(text)
-    else:
-        lines = verse_lines(text)
+    verse = form.language == "zh"
+    lines = chinese.split_lines(text) if verse else verse_lines(text)
     if not 0 <= index < len(lines):
         raise SynesthesiaError(f"line index {index} is out of range: the poem has {len(lines)} lines")
     conditioning = form.conditioning(request)
-    if classical is not None or form.name == "藏头诗":
+    if verse:
         width = len(lines[0])
         before = (chinese.format_poem(lines[:index] + ["X" * width]))[: -(width + 1)] if index else ""
         report = chinese.analyse(text, len(lines), width)
@@ -488,16 +485,16 @@ def regenerate_line(form: Form, text: str, index: int, loaded: Any, request: For
                                 language=conditioning.language, prefix=conditioning.prefix + before)
     raw = loaded.generate(GenerationRequest(conditioning=conditioning, sampling=sampling, n=n,
                                             make_logits_processors=make))
-    best_text, best = text, form.validate(text)
+    chosen: tuple[tuple[bool, float], str, Validation] | None = None
     for candidate in raw:
-        new_lines = (chinese.split_lines(candidate) if classical is not None or form.name == "藏头诗"
-                     else verse_lines(candidate))
+        new_lines = chinese.split_lines(candidate) if verse else verse_lines(candidate)
         if not new_lines:
             continue
         joined_lines = lines[:index] + [new_lines[0]] + lines[index + 1:]
-        joined = (chinese.format_poem(joined_lines) if classical is not None or form.name == "藏头诗"
-                  else "\n".join(joined_lines))
+        joined = chinese.format_poem(joined_lines) if verse else "\n".join(joined_lines)
         verdict = form.validate(joined)
-        if (verdict.ok, verdict.score) > (best.ok, best.score):
-            best_text, best = joined, verdict
-    return best_text, best
+        if chosen is None or (verdict.ok, verdict.score) > chosen[0]:
+            chosen = ((verdict.ok, verdict.score), joined, verdict)
+    if chosen is None:
+        raise SynesthesiaError(f"no candidate for line {index + 1} came back from the model; try another seed")
+    return chosen[1], chosen[2]

@@ -1,0 +1,77 @@
+"""The poetry plugin wired to real components: entry-point registry, a real GPT + sampler, one-line rewrites."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from synesthesia.components import FormRequest, GenerationRequest, SamplingSettings
+from synesthesia.model import GPT, GPTConfig
+from synesthesia.plugins import Registry
+from synesthesia.sampling import TextSampler
+from synesthesia.tokenizer import CharTokenizer, control_tokens_for
+from synesthesia_poetry import chinese
+from synesthesia_poetry.forms import regenerate_line
+
+FENG_QIAO = "月落乌啼霜满天，江枫渔火对愁眠。\n姑苏城外寒山寺，夜半钟声到客船。"
+
+
+class RandomGPTGenerator:
+    """A LoadedGenerator over a real (untrained) GPT and the real sampler."""
+
+    def __init__(self, tokenizer):
+        torch.manual_seed(0)
+        self.tokenizer = tokenizer
+        model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=128, n_layer=1, n_head=2, n_embd=32))
+        self.sampler = TextSampler(model, tokenizer)
+
+    def generate(self, request: GenerationRequest) -> list[str]:
+        processors = list(request.logits_processors)
+        if request.make_logits_processors is not None:
+            processors += request.make_logits_processors(self.tokenizer)
+        prompt = self.tokenizer.encode_conditioned(request.conditioning)
+        return self.sampler.generate(prompt, request.sampling, n=request.n, logits_processors=processors)
+
+
+def tang_like_tokenizer() -> CharTokenizer:
+    table = chinese.rhyme_table()
+    chars = sorted({ch for g in sorted(table.group_chars) for ch in sorted(table.group_chars[g])[:10]})
+    chars += list(FENG_QIAO)
+    return CharTokenizer(list(dict.fromkeys(chars)), control_tokens_for(["zh"], ["七绝"]))
+
+
+def test_forms_and_renderers_come_from_the_entry_point():
+    registry = Registry()
+    registry.load_entry_points()
+    assert registry.form("jueju7").name == "七绝" and registry.form("lvshi5").name == "五律"
+    assert registry.form("cangtou").name == "藏头诗" and registry.form("haiku").language == "en"
+    assert {"poem_text", "poem_html", "poem_svg", "poem_png"} <= set(registry.renderers())
+
+
+def test_a_real_model_under_the_constraints_writes_a_valid_qijue():
+    tokenizer = tang_like_tokenizer()
+    loaded = RandomGPTGenerator(tokenizer)
+    registry = Registry()
+    registry.load_entry_points()
+    form = registry.form("七绝")
+    request = FormRequest(theme="秋月")
+    texts = loaded.generate(GenerationRequest(
+        conditioning=form.conditioning(request), sampling=SamplingSettings(seed=3, max_new_tokens=form.max_new_tokens),
+        n=4, make_logits_processors=lambda tok: form.logits_processors(tok, request)))
+    for text in texts:
+        verdict = form.validate(form.finalize(text))
+        assert verdict.ok and verdict.score == 1.0, (text, verdict.problems)
+
+
+@pytest.mark.parametrize("index", [0, 2, 3])
+def test_regenerate_one_line_keeps_the_others_and_the_form(index):
+    tokenizer = tang_like_tokenizer()
+    registry = Registry()
+    registry.load_entry_points()
+    form = registry.form("七绝")
+    text, verdict = regenerate_line(form, FENG_QIAO, index, RandomGPTGenerator(tokenizer),
+                                    sampling=SamplingSettings(seed=5, max_new_tokens=16), n=4)
+    old, new = chinese.split_lines(FENG_QIAO), chinese.split_lines(text)
+    assert new[:index] + new[index + 1:] == old[:index] + old[index + 1:]
+    assert new[index] != old[index] and len(new[index]) == 7
+    assert verdict.ok and verdict.score == 1.0, verdict.problems  # same pattern (仄起首句入韵), same rhyme
