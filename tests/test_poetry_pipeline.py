@@ -8,7 +8,6 @@ import torch
 from synesthesia.components import FormRequest, GenerationRequest, SamplingSettings
 from synesthesia.model import GPT, GPTConfig
 from synesthesia.plugins import Registry
-from synesthesia.sampling import TextSampler
 from synesthesia.tokenizer import CharTokenizer, control_tokens_for
 from synesthesia_poetry import chinese
 from synesthesia_poetry.forms import regenerate_line
@@ -16,21 +15,15 @@ from synesthesia_poetry.forms import regenerate_line
 FENG_QIAO = "月落乌啼霜满天，江枫渔火对愁眠。\n姑苏城外寒山寺，夜半钟声到客船。"
 
 
-class RandomGPTGenerator:
-    """A LoadedGenerator over a real (untrained) GPT and the real sampler."""
+def random_transformer(tokenizer, folder):
+    """The transformer plugin's real generator, loading an untrained GPT saved as a real checkpoint."""
+    from synesthesia.checkpoint import save_checkpoint
+    from synesthesia_transformer import TransformerGenerator
 
-    def __init__(self, tokenizer):
-        torch.manual_seed(0)
-        self.tokenizer = tokenizer
-        model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=128, n_layer=1, n_head=2, n_embd=32))
-        self.sampler = TextSampler(model, tokenizer)
-
-    def generate(self, request: GenerationRequest) -> list[str]:
-        processors = list(request.logits_processors)
-        if request.make_logits_processors is not None:
-            processors += request.make_logits_processors(self.tokenizer)
-        prompt = self.tokenizer.encode_conditioned(request.conditioning)
-        return self.sampler.generate(prompt, request.sampling, n=request.n, logits_processors=processors)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=128, n_layer=1, n_head=2, n_embd=32))
+    save_checkpoint(folder, model, tokenizer)
+    return TransformerGenerator().load(str(folder))
 
 
 def tang_like_tokenizer() -> CharTokenizer:
@@ -48,9 +41,9 @@ def test_forms_and_renderers_come_from_the_entry_point():
     assert {"poem_text", "poem_html", "poem_svg", "poem_png"} <= set(registry.renderers())
 
 
-def test_a_real_model_under_the_constraints_writes_a_valid_qijue():
+def test_a_real_model_under_the_constraints_writes_a_valid_qijue(tmp_path):
     tokenizer = tang_like_tokenizer()
-    loaded = RandomGPTGenerator(tokenizer)
+    loaded = random_transformer(tokenizer, tmp_path / "ckpt")
     registry = Registry()
     registry.load_entry_points()
     form = registry.form("七绝")
@@ -64,12 +57,12 @@ def test_a_real_model_under_the_constraints_writes_a_valid_qijue():
 
 
 @pytest.mark.parametrize("index", [0, 2, 3])
-def test_regenerate_one_line_keeps_the_others_and_the_form(index):
+def test_regenerate_one_line_keeps_the_others_and_the_form(index, tmp_path):
     tokenizer = tang_like_tokenizer()
     registry = Registry()
     registry.load_entry_points()
     form = registry.form("七绝")
-    text, verdict = regenerate_line(form, FENG_QIAO, index, RandomGPTGenerator(tokenizer),
+    text, verdict = regenerate_line(form, FENG_QIAO, index, random_transformer(tokenizer, tmp_path / "ckpt"),
                                     sampling=SamplingSettings(seed=5, max_new_tokens=16), n=4)
     old, new = chinese.split_lines(FENG_QIAO), chinese.split_lines(text)
     assert new[:index] + new[index + 1:] == old[:index] + old[index + 1:]

@@ -105,7 +105,9 @@ def classical_form(spec: ClassicalForm) -> Form:
         pattern = request.options.get("pattern")
         if pattern:
             chinese.find_pattern(str(pattern), spec.n_lines, spec.n_chars)  # ConfigError-style message if bad
+        # A prefix is part of the prompt, not of the generated tokens: the processor starts after it.
         return [ClassicalVerseProcessor(tokenizer, spec.n_lines, spec.n_chars, pattern=pattern or None,
+                                        prefix=str(request.options.get("prefix", "")),
                                         tones=_bool_option(request, "tones", True),
                                         rhyme=_bool_option(request, "rhyme", True))]
 
@@ -487,6 +489,9 @@ def regenerate_line(form: Form, text: str, index: int, loaded: Any, request: For
                                             make_logits_processors=make))
     chosen: tuple[tuple[bool, float], str, Validation] | None = None
     for candidate in raw:
+        # Generators may hand back the prefix with the new text (the transformer plugin does).
+        if conditioning.prefix and candidate.startswith(conditioning.prefix):
+            candidate = candidate[len(conditioning.prefix):]
         new_lines = chinese.split_lines(candidate) if verse else verse_lines(candidate)
         if not new_lines:
             continue
