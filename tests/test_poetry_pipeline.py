@@ -68,3 +68,38 @@ def test_regenerate_one_line_keeps_the_others_and_the_form(index, tmp_path):
     assert new[:index] + new[index + 1:] == old[:index] + old[index + 1:]
     assert new[index] != old[index] and len(new[index]) == 7
     assert verdict.ok and verdict.score == 1.0, verdict.problems  # same pattern (仄起首句入韵), same rhyme
+
+
+def test_synesthesia_run_qijue_writes_a_valid_poem_and_every_layout(tmp_path):
+    """`synesthesia run form=七绝 theme=秋月` through the real CLI, on an untrained tang-like checkpoint."""
+    import json
+
+    from PIL import Image
+
+    from synesthesia.checkpoint import save_checkpoint
+    from tests.conftest import run_cli
+
+    tokenizer = tang_like_tokenizer()
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=128, n_layer=1, n_head=2, n_embd=32))
+    checkpoint = save_checkpoint(tmp_path / "tang", model, tokenizer)
+    run_dir = tmp_path / "run"
+    result = run_cli("run", "form=七绝", "theme=秋月", f"model.name={checkpoint}", f"hydra.run.dir={run_dir}",
+                     "generation.candidates=2", "generation.max_attempts=1", "seed=1",
+                     "renderer.poem_png.width=600", "renderer.poem_png.height=800",
+                     env={"SYNESTHESIA_PLUGINS": "transformer,poetry"})
+    assert result.returncode == 0, result.stderr
+    artwork = run_dir / "artwork"
+    manifest = json.loads((artwork / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["validation"]["ok"] and manifest["validation"]["score"] == 1.0
+    text = manifest["text"]
+    assert chinese.analyse(text, 4, 7).structure_ok
+    for name in ("poem_text/poem.txt", "poem_text/poem.md", "poem_html/poem.html", "poem_svg/poem.svg",
+                 "poem_png/poem.png"):
+        assert name in manifest["files"], name
+        assert manifest["renderers"][name.split("/")[0]]["error"] is None
+    with Image.open(artwork / "poem_png" / "poem.png") as image:
+        assert image.size == (600, 800)
+        embedded = json.loads(image.text["synesthesia-manifest"])
+    assert embedded["text"] == text and embedded["seed"] == 1
+    assert embedded["model"]["sha256"] == manifest["model"]["sha256"]
