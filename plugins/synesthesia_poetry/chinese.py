@@ -72,6 +72,11 @@ def rhyme_table() -> RhymeTable:
             for group, strings in section.items():
                 group_tone[group] = tone
                 group_chars.setdefault(group, set()).update(ch for s in strings for ch in s if not ch.isspace())
+    supplement = json.loads((Path(__file__).parent / "data" / "pingshui_supplement.json").read_text(encoding="utf-8"))
+    for group, chars in supplement["groups"].items():
+        if group not in group_chars:
+            raise SynesthesiaError(f"data/pingshui_supplement.json: unknown 平水韵 group {group!r}")
+        group_chars[group].update(chars)
     traditional = sorted({ch for chars in group_chars.values() for ch in chars})
     # One conversion call for all characters; the newlines keep zhconv from matching multi-char phrases.
     simplified = zhconv.convert("\n".join(traditional), "zh-hans").split("\n")
@@ -111,17 +116,28 @@ def _pinyin_tones(ch: str) -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=65536)
+def _table_groups(ch: str) -> frozenset[str]:
+    """The table's groups for a character, trying its variant spellings (牀→床, 羣→群, 爲→為) when absent."""
+    table = rhyme_table()
+    groups = table.groups.get(ch)
+    if groups is None and is_han(ch):
+        import zhconv
+
+        for variant in ("zh-hant", "zh-hans", "zh-tw", "zh-hk"):
+            groups = table.groups.get(zhconv.convert(ch, variant))
+            if groups:
+                break
+    return groups or frozenset()
+
+
+@functools.lru_cache(maxsize=65536)
 def tones(ch: str) -> frozenset[str]:
     """The tone classes a character can take: {平}, {仄}, both (a polyphone), or none (not a Han character)."""
     if not is_han(ch):
         return frozenset()
-    table = rhyme_table()
-    groups = table.groups.get(ch)
-    if groups is None:
-        import zhconv
-
-        groups = table.groups.get(zhconv.convert(ch, "zh-hant"))
+    groups = _table_groups(ch)
     if groups:
+        table = rhyme_table()
         return frozenset(table.group_tone[g] for g in groups)
     return _pinyin_tones(ch)
 
@@ -129,12 +145,7 @@ def tones(ch: str) -> frozenset[str]:
 def rhyme_groups(ch: str, tone: str | None = None) -> frozenset[str]:
     """The 平水韵 groups of a character, optionally only those of one tone class."""
     table = rhyme_table()
-    groups = table.groups.get(ch)
-    if groups is None and is_han(ch):
-        import zhconv
-
-        groups = table.groups.get(zhconv.convert(ch, "zh-hant"))
-    groups = groups or frozenset()
+    groups = _table_groups(ch)
     if tone is not None:
         groups = frozenset(g for g in groups if table.group_tone[g] == tone)
     return groups
