@@ -125,6 +125,8 @@ def test_cangtou_checks_the_hidden_characters():
 
 
 def test_chinese_conditioning_uses_canonical_name_and_theme_characters():
+    assert FORMS["free"].conditioning(FormRequest(theme="秋雨")).language == "zh"
+    assert FORMS["free"].conditioning(FormRequest(theme="autumn rain")).language == "en"
     cond = FORMS["七绝"].conditioning(FormRequest(theme="秋月"))
     assert (cond.form, cond.language, cond.keywords) == ("七绝", "zh", ["秋", "月"])
     assert set(FORMS["五绝"].aliases) >= {"jueju5", "wujue"} and "lvshi7" in FORMS["七律"].aliases

@@ -168,8 +168,11 @@ def verse_lines(text: str) -> list[str]:
     return [line.strip() for line in text.strip().splitlines() if line.strip()]
 
 
-def _english_conditioning(form: str) -> Callable[[FormRequest], Conditioning]:
+def _english_conditioning(form: str, any_language: bool = False) -> Callable[[FormRequest], Conditioning]:
     def conditioning(request: FormRequest) -> Conditioning:
+        if any_language and any(chinese.is_han(ch) for ch in request.theme):
+            return Conditioning(form=form, keywords=chinese_keywords(request.theme), language="zh",
+                                prefix=str(request.options.get("prefix", "")))
         keywords = [w for w in re.split(r"[\s,;]+", request.theme.strip()) if w]
         return Conditioning(form=form, keywords=keywords, language="en",
                             prefix=str(request.options.get("prefix", "")))
@@ -429,7 +432,7 @@ def all_forms() -> list[Form]:
              logits_processors=acrostic_processors, finalize=lambda t: "\n".join(verse_lines(t)),
              max_new_tokens=400),
         Form(name="free", description="Free verse; form_options.stanzas=[3,3,2] fixes a stanza shape",
-             language=None, conditioning=_english_conditioning("free"), validate=validate_free,
+             language=None, conditioning=_english_conditioning("free", any_language=True), validate=validate_free,
              logits_processors=free_processors, finalize=lambda t: t.strip(), max_new_tokens=300),
         Form(name="screenplay", description="A screenplay scene in Fountain: heading, action, cues, dialogue",
              language="en", conditioning=screenplay_conditioning, validate=validate_screenplay,
