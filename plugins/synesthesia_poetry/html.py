@@ -29,7 +29,9 @@ h1 { font-weight: normal; letter-spacing: 0.08em; margin: 0 0 0.3em; }
 .form-haiku p { line-height: 2.2; text-align: center; }
 .form-sonnet .couplet, .form-limerick .short { padding-left: 2em; }
 .initial { color: %(accent)s; font-weight: bold; }
-.vertical { writing-mode: vertical-rl; flex-direction: row; font-size: 2.2rem; letter-spacing: 0.25em; }
+/* Vertical: block flow itself runs right to left, each <p> one column; no flexbox needed. */
+.vertical { display: block; writing-mode: vertical-rl; height: calc(100vh - 2 * %(margin)spx); margin: 0 auto;
+            font-size: 2.2rem; letter-spacing: 0.25em; }
 .vertical h1 { font-size: 2.6rem; margin: 0 0 0 1.5em; }
 .vertical .poem p { margin: 0 0.35em; }
 .vertical .author { writing-mode: horizontal-tb; align-self: flex-end; margin: 0 0 0 2em; letter-spacing: 0; }
@@ -112,7 +114,7 @@ def page_html(ctx, options: PageOptions) -> str:
         from synesthesia_poetry.forms import fountain_elements
 
         body = "".join(f"<p class=\"{kind}\">{_esc(text)}</p>" for kind, text in fountain_elements(content.body))
-        main = f"<div class=\"screenplay\"><p class=\"transition\"></p>{body}</div>"
+        main = f"<div class=\"screenplay\">{body}</div>"
     elif options.shape != "none" or options.mask is not None:
         from synesthesia_poetry.svg import page_svg
 
