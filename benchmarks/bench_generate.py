@@ -1,0 +1,137 @@
+"""Decoding speed: our KV-cached sampler against Hugging Face GPT-2 and a no-cache baseline.
+
+All models have random weights and the same dimensions (6 layers, 8 heads, width 384, vocab 8000,
+context 512, GPT-2 layout: learned positions, biases, tied embeddings). Each run writes 256 new tokens
+after a 16-token prompt, at batch 1 and batch 8 (8 candidates of one prompt), greedy and sampled
+(temperature 0.8, top-k 50, top-p 0.95). The runs are interleaved round-robin, and every figure is the
+median of REPEATS runs.
+
+Rows:
+- ``synesthesia fp32``: ``generate_ids`` with the default float32 inference weights (what TextSampler uses).
+- ``synesthesia bf16``: the same with bfloat16 inference weights.
+- ``no-cache``: our GPT re-running the whole context for every new token (nanoGPT-style generate).
+- ``hf gpt2``: ``GPT2LMHeadModel.generate(use_cache=True)`` with ``attn_implementation="sdpa"``.
+
+The last line compares fp32 with HF at each batch size, over greedy and sampled together (total tokens
+over total median time): ``speedup_vs_hf_b1=X.XX speedup_vs_hf_b8=Y.YY``.
+
+Run: ``.venv/bin/python benchmarks/bench_generate.py`` (needs the ``bench`` extra: ``pip install transformers``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from synesthesia.components import SamplingSettings
+from synesthesia.model import GPT, GPTConfig
+from synesthesia.sampling import generate_ids, pick_tokens
+
+VOCAB, CONTEXT, LAYERS, HEADS, WIDTH = 8000, 512, 6, 8, 384
+PROMPT_TOKENS, NEW_TOKENS = 16, 256
+MODES = {
+    "greedy": SamplingSettings(temperature=0.0, top_k=None, top_p=None, max_new_tokens=NEW_TOKENS),
+    "sampled": SamplingSettings(temperature=0.8, top_k=50, top_p=0.95, max_new_tokens=NEW_TOKENS, seed=0),
+}
+
+
+def build_hf():
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()  # random-weight config warnings are expected here
+    config = GPT2Config(vocab_size=VOCAB, n_positions=CONTEXT, n_embd=WIDTH, n_layer=LAYERS, n_head=HEADS,
+                        bos_token_id=None, eos_token_id=None, pad_token_id=0)
+    return GPT2LMHeadModel._from_config(config, attn_implementation="sdpa").eval()
+
+
+def run_ours(fast, prompt, settings, batch):
+    tokens = list(generate_ids(fast, prompt, settings, n=batch))
+    assert len(tokens) == NEW_TOKENS
+
+
+def run_no_cache(model, prompt, settings, batch):
+    generator = torch.Generator().manual_seed(settings.seed)
+    idx = torch.tensor(prompt).unsqueeze(0).expand(batch, -1)
+    with torch.no_grad():
+        for _ in range(NEW_TOKENS):
+            logits, _ = model(idx)  # the whole context, every step
+            token = pick_tokens(logits[:, -1], settings, generator)
+            idx = torch.cat([idx, token.unsqueeze(1)], dim=1)
+    assert idx.size(1) == PROMPT_TOKENS + NEW_TOKENS
+
+
+def run_hf(model, prompt, settings, batch):
+    idx = torch.tensor(prompt).unsqueeze(0).expand(batch, -1).contiguous()
+    sampling = dict(do_sample=True, temperature=settings.temperature, top_k=settings.top_k,
+                    top_p=settings.top_p) if settings.temperature > 0 else dict(do_sample=False)
+    with torch.no_grad():
+        out = model.generate(idx, attention_mask=torch.ones_like(idx), max_new_tokens=NEW_TOKENS,
+                             min_new_tokens=NEW_TOKENS, use_cache=True, pad_token_id=0, **sampling)
+    assert out.size(1) == PROMPT_TOKENS + NEW_TOKENS
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-baseline", action="store_true", help="skip the slow no-cache rows")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=VOCAB, block_size=CONTEXT, n_layer=LAYERS, n_head=HEADS, n_embd=WIDTH,
+                          bias=True, pos="learned")).eval()
+    hf = build_hf()
+    runners = {
+        "synesthesia fp32": (run_ours, model.prepare_for_inference(torch.float32)),
+        "synesthesia bf16": (run_ours, model.prepare_for_inference(torch.bfloat16)),
+        "hf gpt2 (sdpa, cache)": (run_hf, hf),
+    }
+    if not args.no_baseline:
+        runners["no-cache (full context)"] = (run_no_cache, model)
+    prompt = torch.randint(0, VOCAB, (PROMPT_TOKENS,), generator=torch.Generator().manual_seed(1)).tolist()
+    cases = [(batch, mode) for batch in (1, 8) for mode in MODES]
+
+    for name, (run, impl) in runners.items():  # warm-up: first-call allocations, lazy imports
+        for batch in (1, 8):
+            run(impl, prompt, SamplingSettings(**{**MODES["sampled"].__dict__, "max_new_tokens": NEW_TOKENS}),
+                batch)
+    times: dict[tuple, list[float]] = {}
+    for _ in range(args.repeats):
+        for batch, mode in cases:
+            for name, (run, impl) in runners.items():
+                start = time.perf_counter()
+                run(impl, prompt, MODES[mode], batch)
+                times.setdefault((name, batch, mode), []).append(time.perf_counter() - start)
+
+    median = {key: statistics.median(values) for key, values in times.items()}
+    hf_name = "hf gpt2 (sdpa, cache)"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {model.num_params() / 1e6:.1f}M "
+          f"parameters; {PROMPT_TOKENS}-token prompt + {NEW_TOKENS} new tokens; median of {args.repeats}")
+    header = f"{'implementation':<26}{'batch':>6}{'mode':>9}{'median s':>10}{'tok/s':>9}{'vs HF':>8}"
+    print(header)
+    print("-" * len(header))
+    for batch, mode in cases:
+        for name in runners:
+            seconds = median[(name, batch, mode)]
+            speed = batch * NEW_TOKENS / seconds
+            ratio = median[(hf_name, batch, mode)] / seconds
+            print(f"{name:<26}{batch:>6}{mode:>9}{seconds:>10.3f}{speed:>9.0f}{ratio:>7.2f}x")
+
+    def speedup(name: str, batch: int) -> float:
+        ours = sum(median[(name, batch, mode)] for mode in MODES)
+        theirs = sum(median[(hf_name, batch, mode)] for mode in MODES)
+        return theirs / ours
+
+    print(f"bf16: speedup_vs_hf_b1={speedup('synesthesia bf16', 1):.2f} "
+          f"speedup_vs_hf_b8={speedup('synesthesia bf16', 8):.2f}")
+    print(f"speedup_vs_hf_b1={speedup('synesthesia fp32', 1):.2f} "
+          f"speedup_vs_hf_b8={speedup('synesthesia fp32', 8):.2f}")
+
+
+if __name__ == "__main__":
+    main()
