@@ -247,6 +247,7 @@ def test_folders_and_splits(tmp_path):
         ("data.split=sentence", "data.split"),
         ("tokenizer.kind=word", "tokenizer.kind"),
         ("device=tpu", "device"),
+        ("data.val_paths=val.txt", r"brackets, e.g. data.paths=\[corpus.txt\]"),
     ],
 )
 def test_bad_options_fail_before_any_work(tmp_path, verse, override, message):

@@ -136,7 +136,10 @@ def _one_line(exc: BaseException) -> str:
         parts.append(str(exc.__cause__).split("full_key:")[0])
     message = " ".join(" ".join(parts).split())
     # The schema is closed, so Hydra's hint to append a new key with "+" would not help.
-    return re.sub(r" To append to your config use \S+", "", message)
+    message = re.sub(r" To append to your config use \S+", "", message)
+    if "is not a ListConfig" in message:
+        message += "; this option is a list: write it in brackets, e.g. data.paths=[corpus.txt]"
+    return message
 
 
 def validate(cfg) -> None:
