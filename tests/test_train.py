@@ -141,6 +141,17 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_losses(tmp_path, verse
         assert torch.equal(tensor, reference_weights[name]), name
 
 
+def test_a_finished_run_is_not_overwritten_by_accident(tmp_path, verse):
+    common = [f"data.paths=[{verse}]", f"out_dir={tmp_path / 'run'}", "optim.max_iters=2", *TINY]
+    main(common)
+    sha = load_checkpoint(tmp_path / "run" / "checkpoint").sha256
+    with pytest.raises(ConfigError, match="already holds a training run.*resume=true.*overwrite=true"):
+        main(common + ["seed=1"])
+    assert load_checkpoint(tmp_path / "run" / "checkpoint").sha256 == sha
+    main(common + ["seed=1", "overwrite=true"])
+    assert load_checkpoint(tmp_path / "run" / "checkpoint").sha256 != sha
+
+
 def test_resume_without_a_checkpoint(tmp_path, verse):
     with pytest.raises(Exception, match="no checkpoint to resume"):
         main([f"data.paths=[{verse}]", f"out_dir={tmp_path / 'none'}", "resume=true", *TINY])

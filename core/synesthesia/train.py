@@ -93,6 +93,7 @@ class TrainConfig:
     out_dir: str = "runs/train"
     resume: bool = False  # continue from out_dir/checkpoint
     init_from: Optional[str] = None  # a checkpoint folder (or registered name) to fine-tune
+    overwrite: bool = False  # start afresh in an out_dir that already holds a run's checkpoint
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     dtype: str = "auto"  # auto (bf16 autocast on cuda that supports it) | float32 | bfloat16
     compile: bool = False  # torch.compile the model (cuda)
@@ -281,6 +282,9 @@ def train(cfg, on_step: Callable[[int, dict], None] | None = None) -> TrainResul
     metrics_path = out_dir / "metrics.jsonl"
     plot_path = out_dir / "loss.png"
     o = cfg.optim
+    if not cfg.resume and not cfg.overwrite and (ckpt_dir / "config.json").exists():
+        raise ConfigError(f"{out_dir} already holds a training run; continue it with resume=true, "
+                          "or start afresh with overwrite=true (its checkpoint will be replaced), or pick another out_dir")
 
     documents = load_documents(cfg.data.paths, cfg.data.split, cfg.data.language, cfg.data.encoding)
     val_documents = (load_documents(cfg.data.val_paths, cfg.data.split, cfg.data.language, cfg.data.encoding)
@@ -387,6 +391,8 @@ def train(cfg, on_step: Callable[[int, dict], None] | None = None) -> TrainResul
     meta = dict(OmegaConf.to_container(cfg.meta, resolve=True) or {}) if cfg.meta else {}
     meta.setdefault("trained_by", "synesthesia.train")
     meta.setdefault("corpus", [str(p) for p in cfg.data.paths])
+    if cfg.init_from:
+        meta.setdefault("init_from", str(cfg.init_from))
     tokens_per_step = o.batch_size * o.grad_accum * train_batches.block_size
     progress = _progress_bar(cfg, start_step)
     last_loss, val_loss = None, None
