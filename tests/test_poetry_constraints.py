@@ -60,7 +60,7 @@ def decode_randomly(tokenizer, processors, batch=6, steps=120, seed=0, bias=None
 @pytest.mark.parametrize("form,n_lines,n_chars", [("五绝", 4, 5), ("七绝", 4, 7), ("五律", 8, 5), ("七律", 8, 7)])
 def test_random_logits_come_out_in_form(tokenizer, form, n_lines, n_chars):
     processors = FORMS[form].logits_processors(tokenizer, FormRequest(theme="秋月"))
-    texts = decode_randomly(tokenizer, processors, seed=n_lines * 10 + n_chars)
+    texts = decode_randomly(tokenizer, processors, batch=10, seed=n_lines * 10 + n_chars)
     patterns_seen = set()
     for text in texts:
         # Punctuation placed by the form: "，" after odd lines, "。\n" after even ones, nothing after the end.
@@ -160,3 +160,14 @@ def test_line_count_processor_gives_exact_line_counts():
     texts = decode_randomly(tokenizer, [LineCountProcessor(tokenizer, 3)], batch=8, steps=400, seed=2, bias=bias)
     for text in texts:
         assert len([line for line in text.split("\n") if line.strip()]) == 3, repr(text)
+
+
+def test_line_count_processor_ends_overlong_lines():
+    tokenizer = CharTokenizer(list("abcdefghij \n"))
+    bias = torch.zeros(tokenizer.vocab_size)
+    bias[tokenizer.token_id("\n")] = -20.0  # the model would hardly ever end a line by itself
+    processor = LineCountProcessor(tokenizer, 3, max_line_chars=12)
+    texts = decode_randomly(tokenizer, [processor], batch=8, steps=3 * 13 + 2, seed=4, bias=bias)
+    for text in texts:
+        lines = [line for line in text.split("\n") if line.strip()]
+        assert len(lines) == 3 and all(len(line) <= 12 for line in lines), repr(text)

@@ -315,14 +315,19 @@ def token_line_parts(tokenizer) -> list[list[str]]:
 class LineCountProcessor:
     """Exactly ``n_lines`` lines: no ``<eos>`` before the last line has begun, ``<eos>`` once it has ended.
 
-    Blank lines (stanza breaks) are not counted as lines.
+    With ``max_line_chars``, a line that has grown that long is ended: only tokens holding a line break
+    (or ``<eos>`` on the last line) are allowed. Blank lines (stanza breaks) are not counted as lines.
     """
 
-    def __init__(self, tokenizer, n_lines: int):
+    def __init__(self, tokenizer, n_lines: int, max_line_chars: int | None = None):
+        import torch
+
         self.n_lines = n_lines
+        self.max_line_chars = max_line_chars
         self.eos_id = int(tokenizer.eos_id)
         self.parts = token_line_parts(tokenizer)
-        self.rows: list[list] = []  # per row: [finished lines, current line has text]
+        self.breaks = torch.tensor([len(p) > 1 for p in self.parts], dtype=torch.bool)  # [V] tokens with "\n"
+        self.rows: list[list] = []  # per row: [finished lines, current line has text, its length]
         self._seen = -1
 
     def _advance(self, row: list, token_id: int) -> None:
@@ -330,13 +335,14 @@ class LineCountProcessor:
         for part in parts[:-1]:
             if row[1] or part.strip():
                 row[0] += 1
-            row[1] = False
+            row[1], row[2] = False, 0
         row[1] = row[1] or bool(parts[-1].strip())
+        row[2] += len(parts[-1])
 
     def _sync(self, generated) -> None:
         batch, length = int(generated.shape[0]), int(generated.shape[1]) if generated.dim() == 2 else 0
         if length == 0 or length != self._seen + 1 or len(self.rows) != batch:
-            self.rows = [[0, False] for _ in range(batch)]
+            self.rows = [[0, False, 0] for _ in range(batch)]
             for row in range(batch):
                 for tid in generated[row].tolist() if length else []:
                     self._advance(self.rows[row], int(tid))
@@ -345,17 +351,33 @@ class LineCountProcessor:
                 self._advance(self.rows[row], int(tid))
         self._seen = length
 
+    def _only(self, logits, finite, row: int, allowed) -> bool:
+        allowed = allowed & finite[row]
+        if not bool(allowed.any()):
+            return False
+        logits[row].masked_fill_(~allowed, float("-inf"))
+        return True
+
     def __call__(self, generated, logits):
         import torch
 
         self._sync(generated)
         finite = torch.isfinite(logits)
-        for row, (done, open_line) in enumerate(self.rows):
+        for row, (done, open_line, length) in enumerate(self.rows):
             if done >= self.n_lines:
-                if bool(finite[row, self.eos_id]):
-                    logits[row].fill_(float("-inf"))
-                    logits[row, self.eos_id] = 0.0
-            elif done < self.n_lines - 1 or not open_line:
+                eos = torch.zeros_like(self.breaks)
+                eos[self.eos_id] = True
+                self._only(logits, finite, row, eos)
+                continue
+            too_long = self.max_line_chars is not None and open_line and length >= self.max_line_chars
+            if too_long and done == self.n_lines - 1:
+                eos = self.breaks.clone()
+                eos[self.eos_id] = True
+                if self._only(logits, finite, row, eos):
+                    continue
+            elif too_long and self._only(logits, finite, row, self.breaks):
+                continue
+            if done < self.n_lines - 1 or not open_line:
                 others = finite[row].clone()
                 others[self.eos_id] = False
                 if bool(others.any()):

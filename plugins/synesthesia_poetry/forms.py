@@ -188,11 +188,11 @@ def _first_lines(n: int) -> Callable[[str], str]:
     return finalize
 
 
-def _line_count_processors(n: int) -> Callable[[Any, FormRequest], list]:
+def _line_count_processors(n: int, max_line_chars: int) -> Callable[[Any, FormRequest], list]:
     def processors(tokenizer, request: FormRequest) -> list:
         from synesthesia_poetry.constraints import LineCountProcessor
 
-        return [LineCountProcessor(tokenizer, n)]
+        return [LineCountProcessor(tokenizer, n, max_line_chars=max_line_chars)]
 
     return processors
 
@@ -282,7 +282,7 @@ def validate_acrostic(text: str, request: FormRequest | None = None) -> Validati
 def acrostic_processors(tokenizer, request: FormRequest) -> list:
     from synesthesia_poetry.constraints import LineCountProcessor
 
-    return [LineCountProcessor(tokenizer, len(_acrostic_word(request)))]
+    return [LineCountProcessor(tokenizer, len(_acrostic_word(request)), max_line_chars=80)]
 
 
 def _stanza_shape(request: FormRequest | None) -> list[int] | None:
@@ -420,13 +420,13 @@ def all_forms() -> list[Form]:
     forms += [
         Form(name="haiku", description="Haiku: three lines of 5, 7 and 5 syllables", language="en",
              conditioning=_english_conditioning("haiku"), validate=validate_haiku,
-             logits_processors=_line_count_processors(3), finalize=_first_lines(3), max_new_tokens=80),
+             logits_processors=_line_count_processors(3, 40), finalize=_first_lines(3), max_new_tokens=128),
         Form(name="sonnet", description="Shakespearean sonnet: 14 lines, ABAB CDCD EFEF GG, iambic pentameter",
              language="en", conditioning=_english_conditioning("sonnet"), validate=validate_sonnet,
-             logits_processors=_line_count_processors(14), finalize=_first_lines(14), max_new_tokens=700),
+             logits_processors=_line_count_processors(14, 60), finalize=_first_lines(14), max_new_tokens=860),
         Form(name="limerick", description="Limerick: five lines rhyming AABBA", language="en",
              conditioning=_english_conditioning("limerick"), validate=validate_limerick,
-             logits_processors=_line_count_processors(5), finalize=_first_lines(5), max_new_tokens=260),
+             logits_processors=_line_count_processors(5, 56), finalize=_first_lines(5), max_new_tokens=290),
         Form(name="acrostic", description="Acrostic: form_options.word (or the theme) spelt by the first letters",
              language="en", conditioning=_english_conditioning("acrostic"), validate=validate_acrostic,
              logits_processors=acrostic_processors, finalize=lambda t: "\n".join(verse_lines(t)),
