@@ -46,15 +46,17 @@ MODES: dict[str, tuple[int, ...]] = {
 # Which key music21 (and a key signature) should report for each mode: (major or minor).
 MODE_QUALITY = {"major": "major", "minor": "minor", "gong": "major", "zhi": "major", "shang": "minor", "yu": "minor"}
 DOMINANT = 7
+DEGREE_WEIGHT = 1.0  # how much the learned degree-by-beat statistics count against the interval model
 
-# Chord roots (semitones above the tonic) used between the first bar and the cadence of each line.
+# Chord roots (semitones above the tonic) used between the first bar and the cadence of each line. A
+# pentatonic scale has no leading tone, so the tonic chord returns often to keep the key audible.
 INNER_CHORDS = {
     "major": (5, 9, 2, 0),
     "minor": (5, 8, 3, 0),
-    "gong": (9, 2, 7),
-    "zhi": (5, 9, 2),
-    "shang": (5, 10, 2),
-    "yu": (3, 5, 10),
+    "gong": (0, 2, 0, 7),
+    "zhi": (0, 5, 0, 2),
+    "shang": (0, 5, 0, 10),
+    "yu": (0, 5, 0, 7),
 }
 
 # Mandarin tones by where they sit in the voice (Chao tone letters 55, 35, 214, 51 -> a rough height);
@@ -301,8 +303,9 @@ def chord_tones(root: int, scale: tuple[int, ...]) -> tuple[int, ...]:
 
 def plan_harmony(notes: list[Note], line_end_bars: list[int], prosody: Prosody, template: Template, rng: random.Random):
     """One chord per bar. Lines open on the tonic; inner bars wander; the cadence bar of a line is the
-    dominant (half cadence) on odd lines of a stanza and the tonic on even lines and stanza ends; the bar
-    before a tonic cadence is the dominant."""
+    tonic at stanza ends; otherwise the dominant (a half cadence) on odd lines of a stanza and the tonic
+    on even ones, or for classical Chinese the tonic after a rhyming level-tone line end and the dominant
+    after an oblique one. The bar before a tonic cadence is the dominant."""
     bar = template.bar_units
     n_bars = max(1, (max(n.onset + n.duration for n in notes) + bar - 1) // bar) if notes else 1
     roots: list[int | None] = [None] * n_bars
@@ -314,7 +317,14 @@ def plan_harmony(notes: list[Note], line_end_bars: list[int], prosody: Prosody, 
     stanza_index = 0
     for i, end_bar in enumerate(line_end_bars):
         last_syllable = prosody.lines[i][-1]
-        cadence = "tonic" if (last_syllable.stanza_end or stanza_line % 2 == 1) else "dominant"
+        if last_syllable.stanza_end:
+            cadence = "tonic"
+        elif last_syllable.level is not None:
+            # Classical Chinese: a line ending on a level (平) syllable rhymes and closes on the tonic;
+            # one ending on an oblique (仄) syllable, like the third line of a quatrain, stays open.
+            cadence = "tonic" if last_syllable.level == "ping" else "dominant"
+        else:
+            cadence = "tonic" if stanza_line % 2 == 1 else "dominant"
         roots[end_bar] = 0 if cadence == "tonic" else DOMINANT
         if cadence == "tonic" and end_bar - 1 >= 0 and end_bar - 1 > line_first_bars[i]:
             roots[end_bar - 1] = DOMINANT
@@ -390,6 +400,10 @@ def choose_pitches(melody: Melody, rng: random.Random, *, beam_width: int = 12, 
     low, high = tonic - 5, tonic + 14
     candidates = [p for p in range(low, high + 1) if (p - tonic) % 12 in scale]
     centre = tonic + 4
+    # A pentatonic scale fits several keys (C D E G A lies in C, F and G major and in A minor); leaning
+    # on the tonic triad on strong beats is what makes the intended one audible.
+    third = 4 if MODE_QUALITY[template.mode] == "major" else 3
+    anchor_bonus = {0: 0.5, third: 0.4, 7: 0.5} if len(scale) == 5 else {}
     bar = template.bar_units
     notes = melody.notes
     last_index = len(notes) - 1
@@ -409,7 +423,9 @@ def choose_pitches(melody: Melody, rng: random.Random, *, beam_width: int = 12, 
         expanded = []
         for score, pitches, last_interval in beams:
             for p in allowed:
-                s = score + 0.5 * model.degree_logp(p - tonic, note.strong)
+                s = score + DEGREE_WEIGHT * model.degree_logp(p - tonic, note.strong)
+                if note.strong:
+                    s += anchor_bonus.get((p - tonic) % 12, 0.0)
                 s -= 0.02 * abs(p - centre)
                 interval = None
                 if pitches:
