@@ -152,6 +152,13 @@ def test_a_finished_run_is_not_overwritten_by_accident(tmp_path, verse):
     assert load_checkpoint(tmp_path / "run" / "checkpoint").sha256 != sha
 
 
+def test_progress_bar_shows_loss_speed_and_eta(tmp_path, verse, capsys):
+    main([f"data.paths=[{verse}]", f"out_dir={tmp_path / 'run'}", "optim.max_iters=3", *TINY, "progress=true"])
+    err = capsys.readouterr().err
+    assert "train: 100%" in err and "3/3" in err and "loss=" in err and "tok_s=" in err
+    assert "<00:00" in err  # tqdm's elapsed<remaining (the ETA)
+
+
 def test_resume_without_a_checkpoint(tmp_path, verse):
     with pytest.raises(Exception, match="no checkpoint to resume"):
         main([f"data.paths=[{verse}]", f"out_dir={tmp_path / 'none'}", "resume=true", *TINY])
