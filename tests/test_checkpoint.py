@@ -121,6 +121,15 @@ def test_crash_between_renames_is_recovered(tmp_path, tok):
         assert load_checkpoint(target).meta == {"v": 1}
 
 
+def test_a_later_save_clears_copies_left_by_a_crash(tmp_path, tok):
+    target = tmp_path / "ckpt"
+    save_checkpoint(target, tiny(tok), tok, meta={"v": 1})
+    os.rename(target, tmp_path / ".ckpt.old-deadbeef")
+    save_checkpoint(target, tiny(tok), tok, meta={"v": 2})
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]
+    assert load_checkpoint(target).meta == {"v": 2}
+
+
 def test_refuses_to_overwrite_a_folder_that_is_not_a_checkpoint(tmp_path, tok):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "poem.txt").write_text("keep me")

@@ -186,6 +186,9 @@ def _swap_into_place(tmp: Path, target: Path) -> None:
     else:
         os.rename(tmp, target)
         _fsync_dir(target.parent)
+    # Copies set aside by a save that crashed between its renames are obsolete now.
+    for leftover in target.parent.glob(f".{target.name}.old-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _recover_interrupted_swap(target: Path) -> None:
