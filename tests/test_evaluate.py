@@ -13,19 +13,24 @@ from synesthesia.train import main
 TEXT = "the moon is a silver coin in the well, the well is a mirror for the moon.\n\n" * 3
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny models gain nothing from threads, and on a shared 2-core machine threads waiting on each
+    # other make every step many times slower.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluate")
     corpus = root / "moon.txt"
     corpus.write_text(TEXT, encoding="utf-8")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny model: threads only contend on a shared machine
-    try:
-        result = main([f"data.paths=[{corpus}]", f"out_dir={root / 'run'}", "data.val_fraction=0", "train=tiny",
-                       "model.n_layer=1", "model.n_embd=32", "model.block_size=32", "optim.max_iters=80",
-                       "optim.learning_rate=1e-2", "eval_interval=80", "progress=false", "device=cpu"])
-    finally:
-        torch.set_num_threads(before)
+    result = main([f"data.paths=[{corpus}]", f"out_dir={root / 'run'}", "data.val_fraction=0", "train=tiny",
+                   "model.n_layer=1", "model.n_embd=32", "model.block_size=32", "optim.max_iters=80",
+                   "optim.learning_rate=1e-2", "eval_interval=80", "progress=false", "device=cpu"])
     return result.checkpoint
 
 
