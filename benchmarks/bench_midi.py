@@ -6,7 +6,8 @@ SEEDS seeds. Systems, each writing a real MIDI file that is parsed back for the 
 - ``random``: the same key and scale, one quarter note per syllable, a half note at line ends, pitches
   uniformly random in the scale and range (a random-in-scale baseline, no template).
 - ``template+random``: our rhythm template, pitches uniformly random in scale (isolates the pitch choice).
-- ``ours``: the template plus constrained beam search over corpus statistics (what the renderer does).
+- ``ours``: the template plus constrained beam search over corpus statistics (the renderer's default).
+- ``ours (gpt)``: the same search scored by the small melody GPT trained with our core (``pitch_model=gpt``).
 - ``corpus``: held-out folk tunes (every tenth Essen tune, never counted into the statistics) compared
   with the other held-out tunes, as a reference for PD/DD/MD. No words, so word metrics are blank.
 
@@ -46,6 +47,7 @@ import numpy as np
 from synesthesia_midi import melody as melody_mod
 from synesthesia_midi.corpus_stats import is_held_out
 from synesthesia_midi.melody import MODE_QUALITY, Melody, Note, compose
+from synesthesia_midi.melody_model import MODEL_DIR
 from synesthesia_midi.midi_file import TICKS_PER_BEAT, read_midi, write_midi
 from synesthesia_midi.prosody import analyze
 
@@ -90,6 +92,8 @@ def random_pitches(melody: Melody, rng: random.Random) -> None:
 
 def system_melody(system: str, text: str, seed: int) -> tuple[Melody, object]:
     prosody = analyze(text)
+    if system == "ours (gpt)":
+        return compose(prosody, text, seed=seed, pitch_model="gpt"), prosody
     ours = compose(prosody, text, seed=seed)
     if system == "ours":
         return ours, prosody
@@ -291,7 +295,10 @@ def main(argv: list[str] | None = None) -> None:
     print(header)
     print("-" * len(header))
     with tempfile.TemporaryDirectory() as folder:
-        for system in ("random", "template+random", "ours"):
+        systems = ["random", "template+random", "ours"]
+        if (MODEL_DIR / "model.safetensors").exists():
+            systems.append("ours (gpt)")
+        for system in systems:
             for label, poems in (("Tang", TANG), ("English", ENGLISH)):
                 r = evaluate(system, poems, references, Path(folder))
                 tone = f"{r['tone']:6.1%}" if label == "Tang" else f"{'-':>6}"

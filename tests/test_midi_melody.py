@@ -129,3 +129,36 @@ def test_corpus_statistics_were_learned_from_both_families():
     # Han songs are pentatonic: the tritone above the final is rare compared with the fifth.
     zh_degrees = stats["families"]["zh"]["degree_by_strength"]["strong"]
     assert zh_degrees.get("7", 0) > 10 * zh_degrees.get("6", 0)
+
+
+def test_melody_gpt_prefers_folk_like_lines_and_steers_the_search():
+    from synesthesia.errors import CheckpointError
+    from synesthesia_midi import melody_model
+
+    if not (melody_model.MODEL_DIR / "model.safetensors").exists():
+        pytest.skip("the melody GPT is not trained (python -m synesthesia_midi.melody_model)")
+    scorer = melody_model.GPTPitchScorer("zh")
+    # A pentatonic line moving by step, against the same notes scrambled into leaps.
+    stepwise = [(0, True), (2, False), (4, True), (7, False), (9, True), (7, False), (4, True), (2, False)]
+    leaping = [(0, True), (9, False), (2, True), (11, False), (-5, True), (6, False), (1, True), (10, False)]
+
+    def total_logprob(notes):
+        total = 0.0
+        for k, (relative, strong) in enumerate(notes):
+            lp = scorer.logprobs([notes[:k]], strong)[0]
+            total += float(lp[melody_model.pitch_token(relative)])
+        return total
+
+    assert total_logprob(stepwise) > total_logprob(leaping) + 10
+    prosody = analyze(QINGMING)
+    melody = melody_mod.compose(prosody, QINGMING, seed=3, pitch_model="gpt")
+    template = melody.template
+    assert len(melody.notes) == len(prosody.syllables)
+    assert all((n.pitch - template.tonic_midi) % 12 in template.scale for n in melody.notes)
+    assert (melody.notes[-1].pitch - template.tonic_midi) % 12 == 0
+    stats = melody_mod.compose(prosody, QINGMING, seed=3, pitch_model="stats")
+    assert [n.pitch for n in melody.notes] != [n.pitch for n in stats.notes]
+    with pytest.raises(ConfigError, match="pitch_model"):
+        melody_mod.compose(prosody, QINGMING, pitch_model="lstm")
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        melody_model.load_model("/nonexistent/melody_gpt")

@@ -392,10 +392,22 @@ def expected_direction(previous: Syllable | None, current: Syllable | None) -> i
     return 1 if b > a else -1
 
 
-def choose_pitches(melody: Melody, rng: random.Random, *, beam_width: int = 12, temperature: float = 0.6) -> None:
-    """Fill in ``note.pitch`` for every note by beam search under the constraints described above."""
+def choose_pitches(melody: Melody, rng: random.Random, *, beam_width: int = 12, temperature: float = 0.6,
+                   pitch_model: str = "stats") -> None:
+    """Fill in ``note.pitch`` for every note by beam search under the constraints described above.
+
+    ``pitch_model="stats"`` scores candidates with the corpus interval and degree statistics;
+    ``"gpt"`` with the small melody GPT (``melody_model``) trained by our core on the same tunes."""
     template = melody.template
-    model = IntervalModel("zh" if template.language == "zh" else "west")
+    family = "zh" if template.language == "zh" else "west"
+    if pitch_model not in ("stats", "gpt"):
+        raise ConfigError(f"pitch_model: {pitch_model!r} is not one of stats, gpt")
+    model = IntervalModel(family)
+    scorer = None
+    if pitch_model == "gpt":
+        from .melody_model import GPTPitchScorer, pitch_token
+
+        scorer = GPTPitchScorer(family)
     tonic, scale = template.tonic_midi, template.scale
     low, high = tonic - 5, tonic + 14
     candidates = [p for p in range(low, high + 1) if (p - tonic) % 12 in scale]
@@ -421,22 +433,28 @@ def choose_pitches(melody: Melody, rng: random.Random, *, beam_width: int = 12, 
         previous_syllable = notes[i - 1].syllable if i > 0 else None
         direction = expected_direction(previous_syllable, note.syllable) if template.language == "zh" else 0
         expanded = []
-        for score, pitches, last_interval in beams:
+        learned = None
+        if scorer is not None:
+            histories = [[(q - tonic, notes[k].strong) for k, q in enumerate(pitches)] for _s, pitches, _l in beams]
+            learned = scorer.logprobs(histories, note.strong).tolist()
+        for b, (score, pitches, last_interval) in enumerate(beams):
             for p in allowed:
-                s = score + DEGREE_WEIGHT * model.degree_logp(p - tonic, note.strong)
+                if learned is not None:
+                    s = score + learned[b][pitch_token(p - tonic)]
+                else:
+                    s = score + DEGREE_WEIGHT * model.degree_logp(p - tonic, note.strong)
                 if note.strong:
                     s += anchor_bonus.get((p - tonic) % 12, 0.0)
                 s -= 0.02 * abs(p - centre)
                 interval = None
                 if pitches:
                     interval = p - pitches[-1]
-                    s += model.interval_logp(last_interval, interval)
+                    if learned is None:
+                        s += model.interval_logp(last_interval, interval)
                     if direction and (interval == 0 or (interval > 0) != (direction > 0)):
                         s -= 4.0
                     if len(pitches) >= 2 and pitches[-1] == pitches[-2] == p:
                         s -= 1.5
-                else:
-                    s += model.interval_logp(None, 0) * 0  # the first note: only degree and range count
                 noisy = s + temperature * _gumbel(rng)
                 expanded.append((noisy, s, pitches + [p], interval))
         expanded.sort(key=lambda e: e[0], reverse=True)
@@ -493,6 +511,7 @@ def compose(
     mode: str = "auto",
     tempo: float | None = None,
     melisma: bool = False,
+    pitch_model: str = "stats",
 ) -> Melody:
     """Words in, melody out: template, rhythm, harmony, constrained pitch choice, optional melismas."""
     if not prosody.syllables:
@@ -509,7 +528,7 @@ def compose(
         total += shift
     melody = Melody(template, notes, total_units=total)
     melody.chords = plan_harmony(notes, line_end_bars, prosody, template, rng)
-    choose_pitches(melody, rng)
+    choose_pitches(melody, rng, pitch_model=pitch_model)
     if melisma:
         add_melismas(melody)
     return melody

@@ -19,6 +19,7 @@ class MidiOptions(BaseModel):
     mode: Literal["auto", "major", "minor", "gong", "shang", "zhi", "yu"] = "auto"
     accompaniment: Literal["auto", "drone", "chords", "none"] = "auto"
     melisma: bool = Field(False, description="let long syllables carry two notes (tone-shaped for Chinese)")
+    pitch_model: Literal["stats", "gpt"] = Field("stats", description="corpus interval statistics, or the small melody GPT trained by our core")
     seed: int | None = Field(None, description="melody seed (default: the artwork's seed)")
     audio: bool = Field(True, description="also render melody.wav")
     audio_engine: Literal["auto", "fluidsynth", "builtin"] = "auto"

@@ -109,6 +109,10 @@ def _split_chinese_row(row: str) -> list[str]:
         # "白日依山尽，黄河入海流" is two lines; "春眠不觉晓" alone is one.
         if len(halves) == 2 and all(len(CJK.findall(h)) in (5, 7) for h in halves):
             lines.extend(halves)
+        elif len(halves) == 1 and len(CJK.findall(part)) in (10, 14):
+            # An unpunctuated couplet: "春风又绿江南岸明月何时照我还" is 7 + 7.
+            chars = CJK.findall(part)
+            lines.extend(["".join(chars[: len(chars) // 2]), "".join(chars[len(chars) // 2:])])
         else:
             lines.append(part)
     return lines or [row]

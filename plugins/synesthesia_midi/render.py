@@ -25,7 +25,8 @@ def render(context: RenderContext) -> list[Path]:
     prosody = analyze(context.text, detect_language(context.text))
     seed = options.seed if options.seed is not None else context.seed
     melody = compose(prosody, context.text, seed=seed, form=context.form or "", theme=context.theme or "",
-                     key=options.key, mode=options.mode, tempo=options.tempo, melisma=options.melisma)
+                     key=options.key, mode=options.mode, tempo=options.tempo, melisma=options.melisma,
+                     pitch_model=options.pitch_model)
     language = prosody.language
     program = options.instrument if options.instrument is not None else DEFAULT_PROGRAM[language]
     accompaniment = options.accompaniment if options.accompaniment != "auto" else DEFAULT_ACCOMPANIMENT[language]
@@ -54,6 +55,7 @@ def render(context: RenderContext) -> list[Path]:
         "accompaniment": accompaniment,
         "seed": seed,
         "audio_engine": engine,
+        "pitch_model": options.pitch_model,
     }
     summary_path = out_dir / "melody.json"
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".melody-", suffix=".json")
