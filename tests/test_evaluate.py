@@ -81,6 +81,19 @@ def test_unconditioned_samples_against_all_references(trained):
     assert len(result["samples"]) == 2 and 0.0 <= result["bleu"] <= 100.0
 
 
+def test_a_one_language_model_is_prompted_in_its_language(trained):
+    ckpt = load_checkpoint(trained)
+    assert ckpt.tokenizer.languages == []  # trained without labels: no control token to add
+    labelled = trained.parent.parent / "labelled.txt"
+    labelled.write_text(TEXT, encoding="utf-8")
+    run = main([f"data.paths=[{labelled}]", "data.language=en", f"out_dir={trained.parent.parent / 'en'}",
+                "train=tiny", "model.n_layer=1", "model.n_embd=32", "model.block_size=32", "optim.max_iters=2",
+                "progress=false", "device=cpu"])
+    tok = load_checkpoint(run.checkpoint).tokenizer
+    result = evaluate(run.checkpoint, heldout_text="the moon", n_samples=0)
+    assert result["heldout_tokens"] == len(tok.encode_document("the moon", "en")) - 1 == len("the moon") + 3
+
+
 def test_metrics_helpers():
     assert distinct_n(["a b a b"], 1) == 0.5
     assert distinct_n(["a b a b"], 2) == pytest.approx(2 / 3)

@@ -60,14 +60,15 @@ def save_attention_maps(
     """Write ``layer{L}_head{H}.png`` heatmaps into ``out_dir``; return their paths (layer, head order).
 
     ``checkpoint`` is a folder, a registered name or a loaded ``Checkpoint``. ``layer``/``head`` None
-    means all of them.
+    means all of them. ``language`` defaults to the model's only language when it was trained on one.
     """
     import torch
 
-    from synesthesia.evaluate import _load
+    from synesthesia.evaluate import _load, default_language
 
     ckpt = _load(checkpoint, device)
     model, tokenizer, config = ckpt.model, ckpt.tokenizer, ckpt.config
+    language = default_language(tokenizer, language)
     for name, value, count in (("layer", layer, config.n_layer), ("head", head, config.n_head)):
         if value is not None and not 0 <= value < count:
             raise ConfigError(f"{name} {value} does not exist: the model has {count} {name}s, numbered 0 to {count - 1}")

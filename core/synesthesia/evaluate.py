@@ -120,7 +120,8 @@ def evaluate(
 
     ``heldout_text``: text (or a ``Path`` to a text file, or a list of documents) for perplexity.
     ``prompts``: strings (used as the text prefix, with ``language``/``form`` controls) or
-    ``Conditioning`` objects; without prompts one unconditioned prompt is used. ``n_samples``
+    ``Conditioning`` objects; without prompts one unconditioned prompt is used. ``language`` defaults to
+    the model's only language when it was trained on one. ``n_samples``
     generations are drawn per prompt (with ``settings``, seeded by ``seed``).
 
     Returns a dict with ``perplexity``/``heldout_loss``/``heldout_tokens`` (when held-out text is
@@ -131,6 +132,7 @@ def evaluate(
 
     ckpt = _load(checkpoint, device)
     model, tokenizer = ckpt.model, ckpt.tokenizer
+    language = default_language(tokenizer, language)
     result: dict[str, Any] = {"checkpoint": str(ckpt.path), "sha256": ckpt.sha256}
 
     if heldout_text is not None:
@@ -175,6 +177,13 @@ def evaluate(
         score, signature = bleu(flat, refs_per_hypothesis)
         result.update(bleu=score, bleu_signature=signature)
     return result
+
+
+def default_language(tokenizer, language: str | None) -> str | None:
+    """``language``, or the model's only language when it was trained on one (its prompts always had it)."""
+    if language is None and len(tokenizer.languages) == 1:
+        return tokenizer.languages[0]
+    return language
 
 
 def _load(checkpoint, device: str):

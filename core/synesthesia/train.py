@@ -458,6 +458,9 @@ def train(cfg, on_step: Callable[[int, dict], None] | None = None) -> TrainResul
     if cfg.export_dtype:
         export = save_checkpoint(out_dir / "export", model, tokenizer, meta=meta, dtype=cfg.export_dtype)
     total_elapsed = time.perf_counter() - run_start_time
+    if cfg.progress:
+        print(f"checkpoint: {ckpt_dir}  metrics: {metrics_path}  loss curve: {plot_path}"
+              + (f"  export: {export}" if export else ""))
     return TrainResult(
         out_dir=out_dir,
         checkpoint=ckpt_dir,
