@@ -12,7 +12,7 @@ from PIL import Image
 from synesthesia.checkpoint import load_checkpoint
 from synesthesia.data import WindowSampler, load_documents, pack_documents, split_train_val
 from synesthesia.errors import ConfigError, CorpusError
-from synesthesia.train import compose_config, learning_rate, main, train
+from synesthesia.train import compose_config, learning_rate, main
 
 VERSE = """Shall I compare thee to a summer's day?
 Thou art more lovely and more temperate:

@@ -27,9 +27,12 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from synesthesia.errors import CorpusError
+
+if TYPE_CHECKING:  # torch is imported lazily
+    import torch
 
 TEXT_SUFFIXES = (".txt", ".md", ".text")
 JSONL_SUFFIXES = (".jsonl",)
@@ -165,8 +168,8 @@ def tokenizer_texts(documents: Sequence[Document]):
 class PackedCorpus:
     """The token stream (LongTensor [N]) and where each document starts in it (LongTensor [D])."""
 
-    tokens: "object"
-    starts: "object"
+    tokens: "torch.Tensor"
+    starts: "torch.Tensor"
     median_document_length: int
 
     def __len__(self) -> int:

@@ -29,7 +29,7 @@ def has_cjk(text: str) -> bool:
 
 
 def text_units(text: str) -> list[str]:
-    """Characters (without spaces and punctuation-free filtering) for CJK text, words otherwise."""
+    """Characters (spaces dropped) for CJK text, whitespace-separated words otherwise."""
     if has_cjk(text):
         return [c for c in text if not c.isspace()]
     return text.split()
