@@ -9,7 +9,8 @@ median of REPEATS runs.
 Rows:
 - ``synesthesia fp32``: ``generate_ids`` with the default float32 inference weights (what TextSampler uses).
 - ``synesthesia bf16``: the same with bfloat16 inference weights.
-- ``no-cache``: our GPT re-running the whole context for every new token (nanoGPT-style generate).
+- ``no-cache``: our GPT re-running the whole context for every new token (nanoGPT-style generate);
+  batch 1 only by default (``--baseline-batches 1 8`` adds batch 8, several minutes per run).
 - ``hf gpt2``: ``GPT2LMHeadModel.generate(use_cache=True)`` with ``attn_implementation="sdpa"``.
 
 The last line compares fp32 with HF at each batch size, over greedy and sampled together (total tokens
@@ -48,37 +49,40 @@ def build_hf():
     return GPT2LMHeadModel._from_config(config, attn_implementation="sdpa").eval()
 
 
-def run_ours(fast, prompt, settings, batch):
+def run_ours(fast, prompt, settings, batch, new_tokens=NEW_TOKENS):
+    settings = SamplingSettings(**{**settings.__dict__, "max_new_tokens": new_tokens})
     tokens = list(generate_ids(fast, prompt, settings, n=batch))
-    assert len(tokens) == NEW_TOKENS
+    assert len(tokens) == new_tokens
 
 
-def run_no_cache(model, prompt, settings, batch):
+def run_no_cache(model, prompt, settings, batch, new_tokens=NEW_TOKENS):
     generator = torch.Generator().manual_seed(settings.seed)
     idx = torch.tensor(prompt).unsqueeze(0).expand(batch, -1)
     with torch.no_grad():
-        for _ in range(NEW_TOKENS):
+        for _ in range(new_tokens):
             logits, _ = model(idx)  # the whole context, every step
             token = pick_tokens(logits[:, -1], settings, generator)
             idx = torch.cat([idx, token.unsqueeze(1)], dim=1)
-    assert idx.size(1) == PROMPT_TOKENS + NEW_TOKENS
+    assert idx.size(1) == PROMPT_TOKENS + new_tokens
 
 
-def run_hf(model, prompt, settings, batch):
+def run_hf(model, prompt, settings, batch, new_tokens=NEW_TOKENS):
     idx = torch.tensor(prompt).unsqueeze(0).expand(batch, -1).contiguous()
     sampling = dict(do_sample=True, temperature=settings.temperature, top_k=settings.top_k,
                     top_p=settings.top_p) if settings.temperature > 0 else dict(do_sample=False)
     with torch.no_grad():
-        out = model.generate(idx, attention_mask=torch.ones_like(idx), max_new_tokens=NEW_TOKENS,
-                             min_new_tokens=NEW_TOKENS, use_cache=True, pad_token_id=0, **sampling)
-    assert out.size(1) == PROMPT_TOKENS + NEW_TOKENS
+        out = model.generate(idx, attention_mask=torch.ones_like(idx), max_new_tokens=new_tokens,
+                             min_new_tokens=new_tokens, use_cache=True, pad_token_id=0, **sampling)
+    assert out.size(1) == PROMPT_TOKENS + new_tokens
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--no-baseline", action="store_true", help="skip the slow no-cache rows")
+    parser.add_argument("--baseline-batches", type=int, nargs="*", default=[1],
+                        help="batch sizes for the slow no-cache baseline (default: 1 only; it re-runs up to "
+                             "272 positions per token, minutes per run at batch 8)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -91,19 +95,22 @@ def main() -> None:
         "synesthesia bf16": (run_ours, model.prepare_for_inference(torch.bfloat16)),
         "hf gpt2 (sdpa, cache)": (run_hf, hf),
     }
-    if not args.no_baseline:
-        runners["no-cache (full context)"] = (run_no_cache, model)
+    runners["no-cache (full context)"] = (run_no_cache, model)
+    skipped = {("no-cache (full context)", batch) for batch in (1, 8) if batch not in args.baseline_batches}
     prompt = torch.randint(0, VOCAB, (PROMPT_TOKENS,), generator=torch.Generator().manual_seed(1)).tolist()
     cases = [(batch, mode) for batch in (1, 8) for mode in MODES]
 
     for name, (run, impl) in runners.items():  # warm-up: first-call allocations, lazy imports
         for batch in (1, 8):
-            run(impl, prompt, SamplingSettings(**{**MODES["sampled"].__dict__, "max_new_tokens": NEW_TOKENS}),
-                batch)
+            if (name, batch) in skipped:
+                continue
+            run(impl, prompt, MODES["sampled"], batch, new_tokens=8)
     times: dict[tuple, list[float]] = {}
     for _ in range(args.repeats):
         for batch, mode in cases:
             for name, (run, impl) in runners.items():
+                if (name, batch) in skipped:
+                    continue
                 start = time.perf_counter()
                 run(impl, prompt, MODES[mode], batch)
                 times.setdefault((name, batch, mode), []).append(time.perf_counter() - start)
@@ -117,6 +124,8 @@ def main() -> None:
     print("-" * len(header))
     for batch, mode in cases:
         for name in runners:
+            if (name, batch) in skipped:
+                continue
             seconds = median[(name, batch, mode)]
             speed = batch * NEW_TOKENS / seconds
             ratio = median[(hf_name, batch, mode)] / seconds
