@@ -268,7 +268,9 @@ def vertical_page(content: Content, options: PageOptions) -> Page:
         x -= 2 * col_w
     for line in lines:
         for j, ch in enumerate(line):
-            page.runs.append(Run(ch, x, top + (j + 0.5) * cell, cell * 0.82, font, options.ink))
+            # Vertical typesetting puts 。 and ， in the upper right of their cell.
+            dx, dy = (cell * 0.3, -cell * 0.3) if ch in "，。、；：！？,.;:!?" else (0.0, 0.0)
+            page.runs.append(Run(ch, x + dx, top + (j + 0.5) * cell + dy, cell * 0.82, font, options.ink))
         x -= col_w
     if seal_text:
         side = cell * 1.25
