@@ -125,6 +125,21 @@ def _apply_processors(processors: Sequence[LogitsProcessor], generated, logits):
     return logits
 
 
+def _check_some_token_allowed(logits: "torch.Tensor", finished: "torch.Tensor", step: int) -> None:
+    """Raise if an unfinished candidate has every token forbidden; give finished ones a dummy row."""
+    allowed = (logits > float("-inf")).any(dim=-1)  # [n]; False also for an all-NaN row
+    if bool(allowed.all()):
+        return
+    stuck = (~allowed & ~finished.to(logits.device)).nonzero().flatten().tolist()
+    if stuck:
+        raise SynesthesiaError(
+            f"the decoding constraints (logits processors) left no possible token for candidate "
+            f"{stuck[0]} at step {step}; relax the form's constraints or check the tokenizer has the "
+            f"tokens they allow"
+        )
+    logits[~allowed] = 0.0  # finished rows only: any token will do, it is discarded
+
+
 def generate_ids(model: "GPT | InferenceModel", prompt_ids: "Sequence[int] | torch.Tensor",
                  settings: SamplingSettings, *, n: int = 1,
                  logits_processors: Sequence[LogitsProcessor] = (), eos_id: int | None = None,
@@ -177,23 +192,13 @@ def generate_ids(model: "GPT | InferenceModel", prompt_ids: "Sequence[int] | tor
 
     for t in range(steps):
         length = prompt_length + t
-        if logits_processors:
+        if logits_processors:  # the model's own logits are finite; only constraints can forbid all
             logits = _apply_processors(logits_processors, history[:, prompt_length:length], logits)
-        allowed = (logits > float("-inf")).any(dim=-1)  # [n]; False also for an all-NaN row
-        if not bool(allowed.all()):
-            stuck = (~allowed & ~finished.to(device)).nonzero().flatten().tolist()
-            if stuck:
-                raise SynesthesiaError(
-                    f"the decoding constraints (logits processors) left no possible token for candidate "
-                    f"{stuck[0]} at step {t}; relax the form's constraints or check the tokenizer has the "
-                    f"tokens they allow"
-                )
-            logits[~allowed] = 0.0  # finished rows only: any token will do, it is discarded
+            _check_some_token_allowed(logits, finished, t)
         logits = apply_repetition_penalty(logits, history[:, :length], settings.repetition_penalty)
         tokens = pick_tokens(logits, settings, generator)  # [n]
-        done = finished.to(device)
         if eos is not None:
-            tokens = torch.where(done, eos, tokens)
+            tokens = torch.where(finished.to(device), eos, tokens)
             finished |= (tokens == eos).to(finished.device)
         history[:, length] = tokens
         yield tokens
