@@ -175,11 +175,12 @@ def main(argv=None) -> int:
     parser.add_argument("--corpus", default=None, help="folder of the npm chinese-poetry package (optional)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--forms", default="五绝,七绝,五律,七律")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 avoids oversubscribing a shared CPU)")
     args = parser.parse_args(argv)
 
     import torch
 
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    torch.set_num_threads(max(1, args.threads))
     from synesthesia.sampling import TextSampler
     from synesthesia_poetry import chinese, english
     from synesthesia_poetry.forms import CLASSICAL, all_forms
