@@ -1,0 +1,84 @@
+"""Copy a finished training run's float16 export into the transformer plugin as a shipped checkpoint.
+
+    python scripts/install_checkpoint.py runs/tang tang --keywords work-data/tang/keywords.json
+
+Writes plugins/synesthesia_transformer/checkpoints/NAME/{model.safetensors, config.json, tokenizer.json,
+keywords.json, metrics.jsonl}; the training figures (last validation loss, steps, tokens, wall time) go
+into config.json's "meta". The folder is filled in a temporary sibling and renamed into place, and a
+MODEL_CARD.md already there is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FILES = ("model.safetensors", "config.json", "tokenizer.json")
+
+
+def training_figures(metrics: Path) -> dict:
+    rows = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+    evals = [r for r in rows if "val_loss" in r]
+    steps = [r for r in rows if "tokens_per_s" in r]
+    figures = {"steps": max((r["step"] for r in rows), default=0)}
+    if evals:
+        figures.update(val_loss=round(evals[-1]["val_loss"], 4), train_loss=round(evals[-1]["eval_train_loss"], 4),
+                       best_val_loss=round(min(r["val_loss"] for r in evals), 4))
+    if steps:
+        figures["tokens_per_s_median"] = sorted(r["tokens_per_s"] for r in steps)[len(steps) // 2]
+    return figures
+
+
+def main(argv=None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", type=Path, help="the training run's out_dir (holds export/ and metrics.jsonl)")
+    parser.add_argument("name", help="checkpoint name, e.g. tang")
+    parser.add_argument("--keywords", type=Path, help="keywords.json from `synesthesia corpus prepare`")
+    parser.add_argument("--meta", default="{}", help="extra JSON merged into the checkpoint's meta")
+    args = parser.parse_args(argv)
+    export = args.run / "export"
+    missing = [name for name in FILES if not (export / name).is_file()]
+    if missing:
+        sys.exit(f"{export}: missing {', '.join(missing)}; train with export_dtype=float16 first")
+    target = ROOT / "plugins" / "synesthesia_transformer" / "checkpoints" / args.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{args.name}-", dir=target.parent))
+    try:
+        for name in FILES:
+            shutil.copy2(export / name, tmp / name)
+        if args.keywords:
+            shutil.copy2(args.keywords, tmp / "keywords.json")
+        if (args.run / "metrics.jsonl").is_file():
+            shutil.copy2(args.run / "metrics.jsonl", tmp / "metrics.jsonl")
+        if (target / "MODEL_CARD.md").is_file():
+            shutil.copy2(target / "MODEL_CARD.md", tmp / "MODEL_CARD.md")
+        config = json.loads((tmp / "config.json").read_text(encoding="utf-8"))
+        meta = config.setdefault("meta", {})
+        meta.update(training_figures(args.run / "metrics.jsonl") if (args.run / "metrics.jsonl").is_file() else {})
+        meta.update(json.loads(args.meta))
+        meta["card"] = "MODEL_CARD.md"
+        (tmp / "config.json").write_text(json.dumps(config, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        os.chmod(tmp, 0o755)
+        old = None
+        if target.exists():
+            old = target.with_name(f".{args.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    print(target)
+    return target
+
+
+if __name__ == "__main__":
+    main()
