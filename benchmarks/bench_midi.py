@@ -8,6 +8,8 @@ SEEDS seeds. Systems, each writing a real MIDI file that is parsed back for the 
 - ``template+random``: our rhythm template, pitches uniformly random in scale (isolates the pitch choice).
 - ``ours``: the template plus constrained beam search over corpus statistics (the renderer's default).
 - ``ours (gpt)``: the same search scored by the small melody GPT trained with our core (``pitch_model=gpt``).
+- ``ours (zhi mode)``: Tang poems forced into the zhi pentatonic mode (sol-final, the commonest mode of
+  the Han songs) instead of gong/yu: closer to the corpus, harder for a major/minor key finder.
 - ``corpus``: held-out folk tunes (every tenth Essen tune, never counted into the statistics) compared
   with the other held-out tunes, as a reference for PD/DD/MD. No words, so word metrics are blank.
 
@@ -94,6 +96,8 @@ def system_melody(system: str, text: str, seed: int) -> tuple[Melody, object]:
     prosody = analyze(text)
     if system == "ours (gpt)":
         return compose(prosody, text, seed=seed, pitch_model="gpt"), prosody
+    if system == "ours (zhi mode)":
+        return compose(prosody, text, seed=seed, mode="zhi"), prosody
     ours = compose(prosody, text, seed=seed)
     if system == "ours":
         return ours, prosody
@@ -298,8 +302,11 @@ def main(argv: list[str] | None = None) -> None:
         systems = ["random", "template+random", "ours"]
         if (MODEL_DIR / "model.safetensors").exists():
             systems.append("ours (gpt)")
+        systems.append("ours (zhi mode)")
         for system in systems:
             for label, poems in (("Tang", TANG), ("English", ENGLISH)):
+                if system == "ours (zhi mode)" and label != "Tang":
+                    continue
                 r = evaluate(system, poems, references, Path(folder))
                 tone = f"{r['tone']:6.1%}" if label == "Tang" else f"{'-':>6}"
                 print(f"{system:<17} {label:<8} {r['coverage']:8.1%} {r['stress']:13.1%} {tone} {r['scale']:8.1%} "
