@@ -162,3 +162,22 @@ def test_melody_gpt_prefers_folk_like_lines_and_steers_the_search():
         melody_mod.compose(prosody, QINGMING, pitch_model="lstm")
     with pytest.raises(CheckpointError, match="model.safetensors"):
         melody_model.load_model("/nonexistent/melody_gpt")
+
+
+def test_limericks_swing_in_three_with_stresses_on_downbeats():
+    limerick = ("There was an Old Man with a beard,\nWho said, 'It is just as I feared!\nTwo Owls and a Hen,\n"
+                "Four Larks and a Wren,\nHave all built their nests in my beard!'")
+    prosody = analyze(limerick)
+    melody = melody_mod.compose(prosody, limerick, seed=0, form="limerick")
+    template = melody.template
+    assert template.beats_per_bar == 3 and template.strong_step == template.bar_units == 6
+    stressed = [n for n in melody.notes if n.syllable.stressed]
+    assert stressed and all(n.onset % 6 == 0 for n in stressed)
+    four_four = melody_mod.compose(prosody, limerick, seed=0)  # without the form: the stresses decide
+    assert four_four.template.beats_per_bar in (3, 4)
+    # 平长仄短: a level-tone syllable sharing a beat with an oblique one gets the longer share.
+    ping, ru = analyze("山").syllables[0], analyze("白").syllables[0]
+    ping.stressed = ru.stressed = True
+    assert (ping.level, ru.level) == ("ping", "ru")
+    assert melody_mod._share(4, [ping, ru], triple=False) == [3, 1]
+    assert melody_mod._share(4, [ru, ping], triple=False) == [2, 2]
