@@ -171,3 +171,26 @@ def test_line_count_processor_ends_overlong_lines():
     for text in texts:
         lines = [line for line in text.split("\n") if line.strip()]
         assert len(lines) == 3 and all(len(line) <= 12 for line in lines), repr(text)
+
+
+def test_char_level_haiku_has_exact_syllables():
+    from synesthesia_poetry import english
+
+    tokenizer = CharTokenizer(list("abcdefghijklmnopqrstuvwxyz ,.'\n"))
+    bias = torch.zeros(tokenizer.vocab_size)
+    bias[tokenizer.token_id(" ")] = 1.5  # word-like text
+    for vowel in "aeiou":
+        bias[tokenizer.token_id(vowel)] = 1.0
+    request = FormRequest(theme="winter sea")
+    processors = FORMS["haiku"].logits_processors(tokenizer, request)
+    texts = decode_randomly(tokenizer, processors, batch=8, steps=200, seed=1, bias=bias)
+    for text in texts:
+        lines = [line for line in text.split("\n") if line.strip()]
+        assert [english.line_syllables(line) for line in lines] == [5, 7, 5], repr(text)
+        assert FORMS["haiku"].validate(FORMS["haiku"].finalize(text)).ok
+    # The same random text without the processor is not a haiku.
+    eos_late = bias.clone()
+    eos_late[tokenizer.eos_id] = -3.0
+    free = decode_randomly(tokenizer, [LineCountProcessor(tokenizer, 3, max_line_chars=40)], batch=8, steps=200,
+                           seed=1, bias=eos_late)
+    assert sum(FORMS["haiku"].validate(t).ok for t in free) <= 1

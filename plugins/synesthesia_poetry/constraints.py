@@ -383,3 +383,130 @@ class LineCountProcessor:
                 if bool(others.any()):
                     logits[row, self.eos_id] = float("-inf")
         return logits
+
+
+# --------------------------------------------------------------------------------------------------
+# Syllables per line, for char-level English models
+
+
+_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'’")
+
+
+@dataclass
+class EnglishVocab:
+    letters: list[tuple[int, str]]  # (token id, letter) for the single-letter tokens
+    letter_mask: Any  # [V]
+    newline: Any  # [V] the line-break token
+    punct: Any  # [V] single-character tokens that end a word without a space (, . ; ! ? - :)
+    space: Any  # [V]
+    eos_id: int
+
+
+def english_vocab(tokenizer) -> EnglishVocab:
+    import torch
+
+    size = int(tokenizer.vocab_size)
+    pieces = [str(tokenizer.id_to_piece(i)) for i in range(size)]
+    letter_mask = torch.tensor([p in _LETTERS for p in pieces], dtype=torch.bool)
+    return EnglishVocab(
+        letters=[(i, p) for i, p in enumerate(pieces) if p in _LETTERS],
+        letter_mask=letter_mask,
+        newline=torch.tensor([p == "\n" for p in pieces], dtype=torch.bool),
+        punct=torch.tensor([p in ",.;:!?-—" for p in pieces], dtype=torch.bool),
+        space=torch.tensor([p == " " for p in pieces], dtype=torch.bool),
+        eos_id=int(tokenizer.eos_id),
+    )
+
+
+def is_char_level(tokenizer) -> bool:
+    return getattr(tokenizer, "kind", None) == "char"
+
+
+@dataclass
+class _SyllableRow:
+    line: int = 0
+    done: int = 0  # syllables of the finished words of the current line
+    partial: str = ""  # the word being written
+    has_text: bool = False
+    last: str = ""
+
+
+class SyllableLineProcessor:
+    """Lines of exactly the given syllable counts (e.g. 5-7-5), for char-level tokenizers.
+
+    A letter is allowed only if the line's syllables (counted as the haiku validator counts them: CMU
+    dictionary, spelling rules for unknown words) stay within the target; the line break only when the
+    count is met, and then it is the only choice (after at most one punctuation mark).
+    """
+
+    def __init__(self, tokenizer, syllables: tuple[int, ...]):
+        from synesthesia_poetry import english
+
+        self.targets = tuple(syllables)
+        self.vocab = english_vocab(tokenizer)
+        self.pieces = [str(tokenizer.id_to_piece(i)) for i in range(int(tokenizer.vocab_size))]
+        self.count = english.line_syllables
+        self.rows: list[_SyllableRow] = []
+        self._seen = -1
+
+    def _advance(self, row: _SyllableRow, piece: str) -> None:
+        if row.line >= len(self.targets):
+            return
+        if piece == "\n":
+            if row.has_text:
+                row.line += 1
+                row.done, row.partial, row.has_text = 0, "", False
+        elif piece in _LETTERS:
+            row.partial += piece
+            row.has_text = True
+        else:
+            if row.partial:
+                row.done += self.count(row.partial)
+                row.partial = ""
+            row.has_text = row.has_text or bool(piece.strip())
+        row.last = piece
+
+    def _sync(self, generated) -> None:
+        batch, length = int(generated.shape[0]), int(generated.shape[1]) if generated.dim() == 2 else 0
+        if length == 0 or length != self._seen + 1 or len(self.rows) != batch:
+            self.rows = [_SyllableRow() for _ in range(batch)]
+            for row in range(batch):
+                for tid in generated[row].tolist() if length else []:
+                    self._advance(self.rows[row], self.pieces[int(tid)])
+        else:
+            for row, tid in enumerate(generated[:, -1].tolist()):
+                self._advance(self.rows[row], self.pieces[int(tid)])
+        self._seen = length
+
+    def _allowed(self, row: _SyllableRow):
+        import torch
+
+        v = self.vocab
+        eos = torch.zeros_like(v.newline)
+        eos[v.eos_id] = True
+        if row.line >= len(self.targets):
+            return eos
+        target = self.targets[row.line]
+        current = row.done + (self.count(row.partial) if row.partial else 0)
+        last_line = row.line == len(self.targets) - 1
+        line_end = eos | v.newline if last_line else v.newline
+        if current >= target and row.has_text:
+            # The count is met: end the line (one punctuation mark may close the word first).
+            return line_end if (row.last in ",.;:!?-—" or not row.partial) else (line_end | v.punct)
+        allowed = v.space | v.punct
+        letters = torch.zeros_like(v.letter_mask)
+        ok = [i for i, letter in v.letters if row.done + self.count(row.partial + letter) <= target]
+        if ok:
+            letters[torch.tensor(ok)] = True
+        return allowed | letters
+
+    def __call__(self, generated, logits):
+        import torch
+
+        self._sync(generated)
+        finite = torch.isfinite(logits)
+        for index, row in enumerate(self.rows):
+            allowed = self._allowed(row) & finite[index]
+            if bool(allowed.any()):
+                logits[index].masked_fill_(~allowed, float("-inf"))
+        return logits

@@ -200,6 +200,15 @@ def _line_count_processors(n: int, max_line_chars: int) -> Callable[[Any, FormRe
 HAIKU_SYLLABLES = (5, 7, 5)
 
 
+def haiku_processors(tokenizer, request: FormRequest) -> list:
+    """Char-level models get exact 5-7-5 syllables; others (BPE) the line count, syllables checked after."""
+    from synesthesia_poetry.constraints import LineCountProcessor, SyllableLineProcessor, is_char_level
+
+    if is_char_level(tokenizer):
+        return [SyllableLineProcessor(tokenizer, HAIKU_SYLLABLES)]
+    return [LineCountProcessor(tokenizer, 3, max_line_chars=40)]
+
+
 def validate_haiku(text: str, request: FormRequest | None = None) -> Validation:
     lines = verse_lines(text)
     problems = []
@@ -420,7 +429,7 @@ def all_forms() -> list[Form]:
     forms += [
         Form(name="haiku", description="Haiku: three lines of 5, 7 and 5 syllables", language="en",
              conditioning=_english_conditioning("haiku"), validate=validate_haiku,
-             logits_processors=_line_count_processors(3, 40), finalize=_first_lines(3), max_new_tokens=128),
+             logits_processors=haiku_processors, finalize=_first_lines(3), max_new_tokens=128),
         Form(name="sonnet", description="Shakespearean sonnet: 14 lines, ABAB CDCD EFEF GG, iambic pentameter",
              language="en", conditioning=_english_conditioning("sonnet"), validate=validate_sonnet,
              logits_processors=_line_count_processors(14, 60), finalize=_first_lines(14), max_new_tokens=860),
