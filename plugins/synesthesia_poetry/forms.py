@@ -2,8 +2,9 @@
 
 Classical Chinese (五绝 七绝 五律 七律 藏头诗) are constrained during decoding (see ``constraints``) and
 validated for line count/length, 平水韵 end rhyme and 平仄 at key positions. English forms (haiku,
-sonnet, limerick, acrostic, free verse) get an exact line count during decoding; syllables, metre and
-rhyme scheme are validator-only (the pipeline generates several candidates and keeps the best).
+sonnet, limerick, acrostic, free verse) get an exact line count during decoding, and a char-level
+model's haiku exact 5-7-5 syllables; metre and rhyme scheme are validator-only (the pipeline generates
+several candidates and keeps the best).
 Screenplay scenes (Fountain) and story fragments are validated for their shape.
 
 Validators take an optional ``request`` (``validate(text, request)``) so that request-dependent forms
