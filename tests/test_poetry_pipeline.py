@@ -103,3 +103,18 @@ def test_synesthesia_run_qijue_writes_a_valid_poem_and_every_layout(tmp_path):
         embedded = json.loads(image.text["synesthesia-manifest"])
     assert embedded["text"] == text and embedded["seed"] == 1
     assert embedded["model"]["sha256"] == manifest["model"]["sha256"]
+
+
+def test_regenerate_a_haiku_line_keeps_its_syllables(tmp_path):
+    from synesthesia_poetry import english
+
+    haiku = "An old silent pond\nA frog jumps into the pond\nSplash! Silence again"
+    tokenizer = CharTokenizer(list("abcdefghijklmnopqrstuvwxyzASF !,.'\n"), control_tokens_for(["en"], ["haiku"]))
+    registry = Registry()
+    registry.load_entry_points()
+    form = registry.form("haiku")
+    text, verdict = regenerate_line(form, haiku, 1, random_transformer(tokenizer, tmp_path / "en"),
+                                    sampling=SamplingSettings(seed=2, max_new_tokens=60), n=4)
+    old, new = haiku.splitlines(), text.splitlines()
+    assert new[0] == old[0] and new[2] == old[2] and new[1] != old[1]
+    assert english.line_syllables(new[1]) == 7 and verdict.ok, verdict.problems

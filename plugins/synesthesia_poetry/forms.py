@@ -492,9 +492,11 @@ def regenerate_line(form: Form, text: str, index: int, loaded: Any, request: For
         before = "\n".join(lines[:index]) + ("\n" if index else "")
 
         def make(tokenizer):
-            from synesthesia_poetry.constraints import LineCountProcessor
+            from synesthesia_poetry.constraints import LineCountProcessor, SyllableLineProcessor, is_char_level
 
-            return [LineCountProcessor(tokenizer, 1)]
+            if form.name == "haiku" and index < 3 and is_char_level(tokenizer):
+                return [SyllableLineProcessor(tokenizer, (HAIKU_SYLLABLES[index],))]
+            return [LineCountProcessor(tokenizer, 1, max_line_chars=80)]
 
     conditioning = Conditioning(form=conditioning.form, keywords=conditioning.keywords,
                                 language=conditioning.language, prefix=conditioning.prefix + before)
