@@ -40,14 +40,19 @@ THEMES_ZH = ["秋月", "春风", "边塞", "江南", "思乡", "夜雨", "梅花
 THEMES_EN = ["winter sea", "summer night", "the old road", "love", "a candle", "morning rain"]
 
 
-def load_model(name: str, fallback_chars: list[str], seed: int):
-    """(model, tokenizer, description): the named checkpoint, or a random-weights GPT over fallback_chars."""
+def load_model(name: str, fallback_chars: list[str], seed: int, folder: str | None = None):
+    """(model, tokenizer, description): the checkpoint (``folder``, else the shipped one), or a
+    random-weights GPT over fallback_chars."""
     from synesthesia.checkpoint import load_checkpoint
 
-    path = CHECKPOINTS / name
+    path = Path(folder) if folder else CHECKPOINTS / name
     if (path / "model.safetensors").is_file() or (path / "config.json").is_file():
         checkpoint = load_checkpoint(path)
-        return checkpoint.model, checkpoint.tokenizer, f"checkpoint {name} ({path.relative_to(REPO)})"
+        step = ""
+        state = path / "train_state.json"
+        if state.is_file():
+            step = f", training step {json.loads(state.read_text(encoding='utf-8')).get('step', '?')}"
+        return checkpoint.model, checkpoint.tokenizer, f"checkpoint {name} ({path}{step})"
     import torch
 
     from synesthesia.model import GPT, GPTConfig
@@ -57,7 +62,7 @@ def load_model(name: str, fallback_chars: list[str], seed: int):
     tokenizer = CharTokenizer(fallback_chars, control_tokens_for(["zh", "en"], ["五绝", "七绝", "五律", "七律",
                                                                                "haiku", "sonnet", "limerick"]))
     model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=512, n_layer=2, n_head=4, n_embd=128))
-    return model.eval(), tokenizer, f"random weights (no checkpoint at {path.relative_to(REPO)}), {len(fallback_chars)} chars"
+    return model.eval(), tokenizer, f"random weights (no checkpoint at {path}), {len(fallback_chars)} chars"
 
 
 def corpus_quatrains(corpus: str | None) -> dict[int, list[list[str]]]:
@@ -175,6 +180,8 @@ def main(argv=None) -> int:
     parser.add_argument("--corpus", default=None, help="folder of the npm chinese-poetry package (optional)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--forms", default="五绝,七绝,五律,七律")
+    parser.add_argument("--tang", default=None, help="checkpoint folder for Chinese (default: the shipped tang)")
+    parser.add_argument("--shakespeare", default=None, help="checkpoint folder for English (default: shipped)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 avoids oversubscribing a shared CPU)")
     args = parser.parse_args(argv)
 
@@ -187,8 +194,8 @@ def main(argv=None) -> int:
 
     forms = {f.name: f for f in all_forms()}
     real = corpus_quatrains(args.corpus)
-    chars = tang_chars(real, CHECKPOINTS / "tang")
-    model, tokenizer, described = load_model("tang", chars, args.seed)
+    chars = tang_chars(real, Path(args.tang) if args.tang else CHECKPOINTS / "tang")
+    model, tokenizer, described = load_model("tang", chars, args.seed, args.tang)
     sampler = TextSampler(model, tokenizer)
     print(f"Chinese model: {described}; N={args.n} per row, seeds {args.seed}..; sampling T=0.8 top-k 50 top-p 0.95")
     print()
@@ -223,7 +230,7 @@ def main(argv=None) -> int:
 
     print()
     en_chars = [chr(c) for c in range(32, 127)] + ["\n"]
-    model, tokenizer, described = load_model("shakespeare", en_chars, args.seed)
+    model, tokenizer, described = load_model("shakespeare", en_chars, args.seed, args.shakespeare)
     sampler = TextSampler(model, tokenizer)
     print(f"English model: {described}; N={args.n_en} per row")
     print()
