@@ -230,7 +230,7 @@ def main(argv=None) -> dict:
     for needed in ([args.tang_corpus] if not args.skip_tang else []) + (
             [args.shakespeare_corpus] if not args.skip_english else []):
         if not needed.is_file():
-            sys.exit(f"{needed}: prepared corpus not found; run `make corpora` first")
+            sys.exit(f"{needed}: prepared corpus not found; run `make corpora` (scripts/prepare_corpora.sh) first")
     result: dict = {}
     if not args.skip_tang:
         rows = bench_tang(args.tang, args.tang_corpus, args.per_form, args.seed)
