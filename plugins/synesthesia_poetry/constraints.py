@@ -490,15 +490,17 @@ class SyllableLineProcessor:
         current = row.done + (self.count(row.partial) if row.partial else 0)
         last_line = row.line == len(self.targets) - 1
         line_end = eos | v.newline if last_line else v.newline
-        if current >= target and row.has_text:
-            # The count is met: end the line (one punctuation mark may close the word first).
-            return line_end if (row.last in ",.;:!?-—" or not row.partial) else (line_end | v.punct)
-        allowed = v.space | v.punct
         letters = torch.zeros_like(v.letter_mask)
         ok = [i for i, letter in v.letters if row.done + self.count(row.partial + letter) <= target]
         if ok:
             letters[torch.tensor(ok)] = True
-        return allowed | letters
+        if current >= target and row.has_text:
+            # The count is met: end the line; a word in progress may still be finished (letters that add
+            # no syllable) and closed by one punctuation mark.
+            if not row.partial:
+                return line_end
+            return line_end | v.punct | letters
+        return v.space | v.punct | letters
 
     def __call__(self, generated, logits):
         import torch
