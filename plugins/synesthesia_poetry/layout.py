@@ -171,7 +171,10 @@ def default_title(text: str, form: str, theme: str, language: str | None) -> str
 def content_of(ctx: Any, script: str = "as_is") -> Content:
     body = ctx.text.strip("\n")
     title = ctx.title or default_title(body, ctx.form, ctx.theme, ctx.language)
-    author = f"Synesthesia · {ctx.model_name or 'unknown model'}"
+    model = ctx.model_name or "unknown model"
+    if "/" in model or "\\" in model:  # a checkpoint folder given as a path: its name is enough
+        model = Path(model).name or model
+    author = f"Synesthesia · {model}"
     return Content(convert_script(body, script), convert_script(title, script), author, ctx.form, ctx.language)
 
 
