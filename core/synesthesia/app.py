@@ -63,16 +63,16 @@ def generate_streaming(*, prompt: str, form_name: str, theme: str, model_name: s
                        temperature: float, top_k: int, top_p: float, max_tokens: int, constrained: bool) -> str:
     """Stream one candidate to stdout; report the form's verdict on stderr. Returns the text."""
     from synesthesia.components import GenerationRequest, SamplingSettings
-    from synesthesia.pipeline import plan
+    from synesthesia.pipeline import load_generator, plan
 
     config = {"form": form_name, "theme": theme, "prompt": prompt, "seed": seed,
               "model": {"generator": "transformer", "name": model_name,
-                        "auto": {"zh": "tang", "en": "shakespeare", "default": "shakespeare"}},
+                        "auto": {"zh": "tang", "en": "shakespeare", "default": "shakespeare"}, "threads": 1},
               "generation": {"temperature": temperature, "top_k": top_k or None, "top_p": top_p,
                              "max_new_tokens": max_tokens, "constrained": constrained},
               "pipeline": {"renderers": []}}
     plan_ = plan(config)
-    loaded = plan_.generator.load(plan_.model_name, device=plan_.device)
+    loaded = load_generator(plan_)
     form = plan_.form
     request = GenerationRequest(
         conditioning=form.conditioning(plan_.request),

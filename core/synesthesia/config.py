@@ -20,6 +20,9 @@ class ModelConfig:
     name: str = "auto"
     auto: Dict[str, str] = field(default_factory=lambda: {"zh": "tang", "en": "shakespeare", "default": "shakespeare"})
     device: str = "cpu"
+    # CPU threads for decoding; 0 keeps torch's default. Small models decode fastest on one thread,
+    # and more threads slow to a crawl when other processes share the cores.
+    threads: int = 1
 
 
 @dataclass

@@ -86,6 +86,7 @@ class Plan:
     generator: Any
     model_name: str
     device: str
+    threads: int
     renderers: list[tuple[Renderer, Any]]  # (renderer, validated options)
     sampling: SamplingSettings
     candidates: int
@@ -159,7 +160,8 @@ def plan(config: Mapping[str, Any], registry: Registry | None = None) -> Plan:
     if sampling.temperature < 0:
         raise ConfigError("generation.temperature must be >= 0 (0 means greedy)")
     return Plan(form=form, request=request, generator=generator, model_name=model_name,
-                device=str(model_cfg.get("device", "cpu")), renderers=validated, sampling=sampling,
+                device=str(model_cfg.get("device", "cpu")), threads=int(model_cfg.get("threads", 0) or 0),
+                renderers=validated, sampling=sampling,
                 candidates=candidates, max_attempts=attempts, constrained=bool(gen.get("constrained", True)),
                 config=cfg)
 
@@ -204,6 +206,15 @@ def write_candidates(plan_: Plan, loaded: Any, log=print) -> tuple[str, Validati
         log(f"warning: no candidate obeys form '{plan_.form.name}' after {plan_.max_attempts} round(s); "
             f"keeping the best-scoring one ({'; '.join(best_verdict.problems[:3])})")
     return best_text, best_verdict, history
+
+
+def load_generator(plan_: Plan) -> Any:
+    """Load the planned model, with the planned number of CPU threads."""
+    if plan_.threads > 0:
+        import torch
+
+        torch.set_num_threads(plan_.threads)
+    return plan_.generator.load(plan_.model_name, device=plan_.device)
 
 
 def plugin_versions(registry: Registry) -> list[dict[str, Any]]:
@@ -303,7 +314,7 @@ def run_pipeline(config: Mapping[str, Any], run_dir: Path, *, registry: Registry
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    loaded = plan_.generator.load(plan_.model_name, device=plan_.device)
+    loaded = load_generator(plan_)
     timings["load_model"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     text, verdict, history = write_candidates(plan_, loaded, log=log)
