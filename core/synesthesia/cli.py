@@ -165,16 +165,18 @@ def corpus() -> None:
     """Prepare training corpora (classical Chinese, English, your own folder)."""
 
 
-@corpus.command("prepare")
-@click.argument("source")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output folder.")
-@click.option("--simplified", is_flag=True, help="Convert traditional characters to simplified.")
-def corpus_prepare(source: str, out_dir: Path, simplified: bool) -> None:
-    """Prepare SOURCE (chinese-poetry, a text file, or a folder of .txt/.md/.jsonl) as a training set."""
-    from synesthesia.corpus import cli_prepare
+@corpus.command("prepare", context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                             "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def corpus_prepare(args: tuple[str, ...]) -> None:
+    """Prepare a corpus (chinese-poetry, a text file, or a folder of .txt/.md/.jsonl) as a training set.
 
-    counts = cli_prepare(source, out_dir, simplified=simplified)
-    click.echo(json.dumps(counts, ensure_ascii=False, indent=2))
+    ARGS: SOURCE --out DIR [--forms 五绝,七绝] [--simplified] [--language zh|en] [--val-fraction F] ...
+    (`synesthesia corpus prepare --help` lists them all).
+    """
+    from synesthesia.corpus import main as corpus_main
+
+    corpus_main(list(args))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,11 +6,13 @@ checkpoints shipped in this package's ``checkpoints/`` folder (``tang``, ``shake
 
 from __future__ import annotations
 
+import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
 import synesthesia
-from synesthesia.components import GenerationRequest
+from synesthesia.components import Conditioning, GenerationRequest
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 
@@ -25,6 +27,7 @@ class LoadedTransformer:
         self.checkpoint = checkpoint
         self.tokenizer = checkpoint.tokenizer
         self.sampler = TextSampler(checkpoint.model, checkpoint.tokenizer, device=device)
+        self.theme_mapping: dict[str, Any] | None = None
 
     def describe(self) -> dict[str, Any]:
         model = self.checkpoint.model
@@ -37,10 +40,29 @@ class LoadedTransformer:
             "config": {k: v for k, v in vars(model.config).items()},
             "tokenizer": type(self.tokenizer).__name__,
             "card": dict(self.checkpoint.meta or {}).get("card"),
+            "theme_mapping": self.theme_mapping,
         }
 
+    def _conditioning_for_model(self, conditioning: Conditioning) -> Conditioning:
+        """The theme words as keywords this model was trained with (autumn → 秋 for ``tang``), saying
+        on stderr which words it could not map."""
+        if not conditioning.keywords:
+            return conditioning
+        from synesthesia.keywords import load_keyword_vocabulary, map_theme
+
+        languages = list(getattr(self.tokenizer, "languages", []) or [])
+        language = conditioning.language or (languages[0] if languages else "en")
+        mapped = map_theme(conditioning.keywords, language=language,
+                           vocabulary=load_keyword_vocabulary(self.checkpoint.path), tokenizer=self.tokenizer)
+        self.theme_mapping = {"theme": list(conditioning.keywords), "keywords": mapped.keywords,
+                              "substitutions": mapped.substitutions, "unknown": mapped.unknown}
+        if mapped.unknown:
+            print(f"note: model '{self.name}' knows no keyword for: {', '.join(mapped.unknown)}"
+                  + (f"; conditioning on {' '.join(mapped.keywords)}" if mapped.keywords else ""), file=sys.stderr)
+        return replace(conditioning, keywords=mapped.keywords)
+
     def _prompt_and_processors(self, request: GenerationRequest) -> tuple[list[int], list[Any]]:
-        prompt_ids = self.tokenizer.encode_conditioned(request.conditioning)
+        prompt_ids = self.tokenizer.encode_conditioned(self._conditioning_for_model(request.conditioning))
         processors = list(request.logits_processors)
         if request.make_logits_processors is not None:
             processors += list(request.make_logits_processors(self.tokenizer))
