@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SYN := $(VENV)/bin/synesthesia
 
-.PHONY: bootstrap demo test bench clean
+.PHONY: bootstrap demo test bench bench-all corpora train-tang train-shakespeare bench-models clean
 
 bootstrap:
 	@VENV=$(VENV) bash scripts/bootstrap.sh
@@ -18,6 +18,28 @@ test: bootstrap
 
 bench: bootstrap
 	$(PY) benchmarks/bench_generate.py
+
+# Every table in the README, one script each.
+bench-all: bootstrap corpora
+	$(PY) benchmarks/bench_generate.py
+	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_models.py
+	$(PY) benchmarks/bench_poetry.py
+	$(PY) benchmarks/bench_midi.py
+	$(PY) benchmarks/bench_imageprompt.py
+
+# Reproduce the shipped models (corpora from npm chinese-poetry and tinyshakespeare; see scripts/).
+corpora: bootstrap
+	PY=$(PY) bash scripts/prepare_corpora.sh all
+
+train-tang: bootstrap
+	PY=$(PY) bash scripts/train_tang.sh $(TRAIN_ARGS)
+
+train-shakespeare: bootstrap
+	PY=$(PY) bash scripts/train_shakespeare.sh $(TRAIN_ARGS)
+
+bench-models: corpora
+	$(PY) benchmarks/bench_models.py
 
 clean:
 	rm -rf build dist *.egg-info outputs multirun

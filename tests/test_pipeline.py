@@ -217,3 +217,16 @@ def test_generate_streams_one_text_and_reports_the_form_verdict(env_with_plugin,
     assert "[lines]" in first.stderr and "the form" in first.stderr
     unknown = run_cli("generate", "sea", "--form", "villanelle", "--model", str(tiny_checkpoint), env=env)
     assert unknown.returncode == 1 and "unknown form 'villanelle'" in unknown.stderr
+
+
+def test_english_theme_words_become_the_chinese_models_keywords(tmp_path):
+    run_dir = tmp_path / "zh"
+    result = run_cli("run", f"hydra.run.dir={run_dir}", "form=七绝", "theme=autumn moon", "model.name=tang",
+                     "pipeline.renderers=[poem_text]", "generation.candidates=2",
+                     env={"SYNESTHESIA_PLUGINS": "transformer,poetry"})
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((run_dir / "artwork" / "manifest.json").read_text(encoding="utf-8"))
+    mapping = manifest["model"]["theme_mapping"]
+    assert mapping["keywords"] == ["秋", "月"] and mapping["unknown"] == []
+    lines = [l for l in manifest["text"].splitlines() if l.strip()]
+    assert manifest["validation"]["ok"] and len("".join(lines)) >= 28
