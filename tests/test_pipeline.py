@@ -24,7 +24,7 @@ from synesthesia.components import Conditioning, Form, Renderer, Validation
 def conditioning(request):
     return Conditioning(form=None, keywords=request.theme.split(), language="en", prefix="")
 
-def validate(text):
+def validate(text, request=None):
     lines = [l for l in text.splitlines() if l.strip()]
     return Validation(ok=len(lines) >= 1, score=min(1.0, len(lines) / 4), problems=[] if lines else ["empty"])
 
@@ -230,3 +230,20 @@ def test_english_theme_words_become_the_chinese_models_keywords(tmp_path):
     assert mapping["keywords"] == ["秋", "月"] and mapping["unknown"] == []
     lines = [l for l in manifest["text"].splitlines() if l.strip()]
     assert manifest["validation"]["ok"] and len("".join(lines)) >= 28
+
+
+def test_validators_see_the_request_at_run_and_after_an_edit(tmp_path):
+    run_dir = tmp_path / "cangtou"
+    env = {"SYNESTHESIA_PLUGINS": "transformer,poetry"}
+    result = run_cli("run", f"hydra.run.dir={run_dir}", "form=藏头诗", "form_options.head=春夏秋冬",
+                     "pipeline.renderers=[poem_text]", "generation.candidates=2", env=env)
+    assert result.returncode == 0, result.stderr
+    artwork = run_dir / "artwork"
+    manifest = json.loads((artwork / "manifest.json").read_text(encoding="utf-8"))
+    lines = [l for l in manifest["text"].replace("，", "\n").replace("。", "\n").splitlines() if l.strip()]
+    assert [l[0] for l in lines] == list("春夏秋冬") and manifest["validation"]["ok"]
+    # The artist swaps the first character: the text no longer carries the requested heads.
+    (artwork / "text.txt").write_text("夏" + manifest["text"][1:], encoding="utf-8")
+    assert run_cli("render", str(run_dir), env=env).returncode == 0
+    revised = json.loads((artwork / "manifest.json").read_text(encoding="utf-8"))
+    assert revised["revision"] == 2 and not revised["validation"]["ok"]

@@ -87,7 +87,7 @@ def generate_streaming(*, prompt: str, form_name: str, theme: str, model_name: s
         sys.stdout.flush()
     sys.stdout.write("\n")
     text = form.finalize("".join(pieces)) if form.finalize else "".join(pieces).strip()
-    verdict = form.validate(text)
+    verdict = form.validate(text, plan_.request)
     status = "obeys" if verdict.ok else "does not obey"
     detail = f": {'; '.join(verdict.problems)}" if verdict.problems else ""
     print(f"[{form.name}] {status} the form (score {verdict.score:.2f}){detail}", file=sys.stderr)

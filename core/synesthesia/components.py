@@ -63,7 +63,9 @@ class Form:
 
     - ``conditioning(request) -> Conditioning``: the prompt recipe.
     - ``logits_processors(tokenizer, request) -> list[LogitsProcessor]``: optional decoding constraints.
-    - ``validate(text) -> Validation``: whether a text obeys the form, with a score for ranking.
+    - ``validate(text, request) -> Validation``: whether a text obeys the form (and the request: an
+      acrostic's letters, a stanza shape), with a score for ranking. ``request`` may be None when a text is
+      checked on its own.
     - ``finalize(text) -> str``: optional clean-up of a raw generation (trim after the last line, ...).
     - ``max_new_tokens``: a sensible budget for one candidate.
     """
@@ -72,7 +74,7 @@ class Form:
     description: str
     language: str | None
     conditioning: Callable[[FormRequest], Conditioning]
-    validate: Callable[[str], Validation]
+    validate: Callable[[str, FormRequest | None], Validation]
     logits_processors: Callable[[Any, FormRequest], list[LogitsProcessor]] | None = None
     finalize: Callable[[str], str] | None = None
     aliases: Sequence[str] = ()

@@ -170,9 +170,9 @@ def plan(config: Mapping[str, Any], registry: Registry | None = None) -> Plan:
 # Writing
 
 
-def choose_best(form: Form, texts: list[str]) -> tuple[int, list[Validation]]:
+def choose_best(form: Form, texts: list[str], request: FormRequest | None) -> tuple[int, list[Validation]]:
     """Index of the best candidate (valid ones first, then by score) and every verdict."""
-    verdicts = [form.validate(t) for t in texts]
+    verdicts = [form.validate(t, request) for t in texts]
     best = max(range(len(texts)), key=lambda i: (verdicts[i].ok, verdicts[i].score, -i))
     return best, verdicts
 
@@ -194,7 +194,7 @@ def write_candidates(plan_: Plan, loaded: Any, log=print) -> tuple[str, Validati
         )
         raw = loaded.generate(request)
         texts = [plan_.form.finalize(t) if plan_.form.finalize else t.strip() for t in raw]
-        index, verdicts = choose_best(plan_.form, texts)
+        index, verdicts = choose_best(plan_.form, texts, plan_.request)
         for text, verdict in zip(texts, verdicts):
             history.append({"attempt": attempt, "seed": settings.seed, "text": text, "ok": verdict.ok,
                             "score": round(float(verdict.score), 4), "problems": verdict.problems})
@@ -404,9 +404,12 @@ def render_revision(path: Path, *, force: bool = False, registry: Registry | Non
         os.replace(keep_staging, keep)
 
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    form_name = manifest.get("intent", {}).get("form", "")
+    intent = manifest.get("intent", {})
+    form_name = intent.get("form", "")
+    request = FormRequest(theme=intent.get("theme", ""), prompt=intent.get("prompt", ""),
+                          options=dict(intent.get("form_options") or {}))
     try:
-        verdict = asdict(registry.form(form_name).validate(new_text)) if form_name else None
+        verdict = asdict(registry.form(form_name).validate(new_text, request)) if form_name else None
     except ConfigError:
         verdict = None
     new_manifest = {
