@@ -9,12 +9,14 @@ median of REPEATS runs.
 Rows:
 - ``synesthesia fp32``: ``generate_ids`` with the default float32 inference weights (what TextSampler uses).
 - ``synesthesia bf16``: the same with bfloat16 inference weights.
+- ``synesthesia int8``: the same with int8 weight-only inference weights (bf16 activations).
 - ``no-cache``: our GPT re-running the whole context for every new token (nanoGPT-style generate);
   batch 1 only by default (``--baseline-batches 1 8`` adds batch 8, several minutes per run).
 - ``hf gpt2``: ``GPT2LMHeadModel.generate(use_cache=True)`` with ``attn_implementation="sdpa"``.
 
-The last line compares fp32 with HF at each batch size, over greedy and sampled together (total tokens
-over total median time): ``speedup_vs_hf_b1=X.XX speedup_vs_hf_b8=Y.YY``.
+The last line compares the int8 fast path with HF at each batch size, over greedy and sampled together
+(total tokens over total median time): ``speedup_vs_hf_b1=X.XX speedup_vs_hf_b8=Y.YY``; the two lines
+before it give the same for the fp32 and bf16 paths.
 
 Run: ``.venv/bin/python benchmarks/bench_generate.py`` (needs the ``bench`` extra: ``pip install transformers``).
 """
@@ -93,6 +95,7 @@ def main() -> None:
     runners = {
         "synesthesia fp32": (run_ours, model.prepare_for_inference(torch.float32)),
         "synesthesia bf16": (run_ours, model.prepare_for_inference(torch.bfloat16)),
+        "synesthesia int8": (run_ours, model.prepare_for_inference("int8")),
         "hf gpt2 (sdpa, cache)": (run_hf, hf),
     }
     runners["no-cache (full context)"] = (run_no_cache, model)
@@ -136,10 +139,11 @@ def main() -> None:
         theirs = sum(median[(hf_name, batch, mode)] for mode in MODES)
         return theirs / ours
 
-    print(f"bf16: speedup_vs_hf_b1={speedup('synesthesia bf16', 1):.2f} "
-          f"speedup_vs_hf_b8={speedup('synesthesia bf16', 8):.2f}")
-    print(f"speedup_vs_hf_b1={speedup('synesthesia fp32', 1):.2f} "
-          f"speedup_vs_hf_b8={speedup('synesthesia fp32', 8):.2f}")
+    for label in ("fp32", "bf16"):
+        print(f"{label}: speedup_vs_hf_b1={speedup('synesthesia ' + label, 1):.2f} "
+              f"speedup_vs_hf_b8={speedup('synesthesia ' + label, 8):.2f}")
+    print(f"speedup_vs_hf_b1={speedup('synesthesia int8', 1):.2f} "
+          f"speedup_vs_hf_b8={speedup('synesthesia int8', 8):.2f}")
 
 
 if __name__ == "__main__":

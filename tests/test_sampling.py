@@ -284,8 +284,9 @@ def test_context_past_block_size_slides_the_window(random_model):
     assert produced == expected
 
 
-def test_bf16_sampler_writes_the_same_memorised_text(trained_model):
-    sampler = TextSampler(trained_model, TOKENIZER, dtype="bfloat16")
+@pytest.mark.parametrize("weights", ["bfloat16", "int8"])
+def test_low_precision_sampler_writes_the_same_memorised_text(trained_model, weights):
+    sampler = TextSampler(trained_model, TOKENIZER, dtype=weights)
     assert sampler.generate(prompt("The"), GREEDY) == [TEXT[3:]]
 
 

@@ -232,8 +232,9 @@ def _held_back(text: str, stops: Sequence[str]) -> int:
 class TextSampler:
     """Sample text from a ``GPT`` with a tokenizer (duck-typed: ``decode(ids)`` and ``eos_id``).
 
-    ``dtype`` picks the inference weights: float32 (default; tokens identical to the training model's
-    forward pass) or bfloat16 (faster on CPUs with bf16 support, logits within rounding of float32).
+    ``dtype`` picks the inference weights: "float32" (default; tokens identical to the training model's
+    forward pass), "bfloat16" (faster on CPUs with bf16 support, logits within rounding of float32) or
+    "int8" (weight-only int8, bf16 activations; the fastest at batch 1, logits within a few percent).
     The inference copy is made once here; build a new sampler after the weights change.
     """
 
