@@ -126,11 +126,13 @@ def test_same_seed_same_text_and_the_form_alias_works(env_with_plugin, tiny_chec
     env, _ = env_with_plugin
     texts = []
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
-        result = _run(env, tmp_path / name, tiny_checkpoint, f"seed={seed}", "form=anylines")
+        result = _run(env, tmp_path / name, tiny_checkpoint, f"seed={seed}", "form=anylines", "model.dtype=int8")
         assert result.returncode == 0, result.stderr
         texts.append((tmp_path / name / "artwork" / "text.txt").read_text(encoding="utf-8"))
     assert texts[0] == texts[1]
     assert texts[0] != texts[2]
+    manifest = json.loads((tmp_path / "a" / "artwork" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["model"]["inference_dtype"] == "int8"
 
 
 def test_bad_values_fail_before_any_work_with_a_clear_message(env_with_plugin, tiny_checkpoint, tmp_path):
@@ -142,6 +144,7 @@ def test_bad_values_fail_before_any_work_with_a_clear_message(env_with_plugin, t
         (("pipeline.renderers=[nosuch]",), "unknown renderer 'nosuch'"),
         (("generation.temperature=warm",), "generation.temperature"),
         (("colour=blue",), "Key 'colour' not in"),
+        (("model.dtype=half",), "model.dtype must be float32, bfloat16 or int8"),
     ]
     for overrides, message in cases:
         result = _run(env, run_dir, tiny_checkpoint, *overrides)

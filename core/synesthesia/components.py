@@ -118,8 +118,9 @@ class Generator(Protocol):
 
     name: str
 
-    def load(self, model: str | None, device: str = "cpu") -> "LoadedGenerator":
-        """Load the named model (checkpoint name or folder); raise SynesthesiaError if it can't."""
+    def load(self, model: str | None, device: str = "cpu", dtype: str = "float32") -> "LoadedGenerator":
+        """Load the named model (checkpoint name or folder) for inference in ``dtype`` ("float32",
+        "bfloat16" or "int8"); raise SynesthesiaError if it can't."""
         ...
 
 

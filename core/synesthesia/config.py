@@ -23,6 +23,8 @@ class ModelConfig:
     # CPU threads for decoding; 0 keeps torch's default. Small models decode fastest on one thread,
     # and more threads slow to a crawl when other processes share the cores.
     threads: int = 1
+    # Inference weights: float32 (tokens exactly as trained), bfloat16, or int8 (weight-only; fastest).
+    dtype: str = "float32"
 
 
 @dataclass

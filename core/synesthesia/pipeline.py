@@ -87,6 +87,7 @@ class Plan:
     model_name: str
     device: str
     threads: int
+    dtype: str
     renderers: list[tuple[Renderer, Any]]  # (renderer, validated options)
     sampling: SamplingSettings
     candidates: int
@@ -157,10 +158,13 @@ def plan(config: Mapping[str, Any], registry: Registry | None = None) -> Plan:
     attempts = int(gen.get("max_attempts", 3))
     if candidates < 1 or attempts < 1:
         raise ConfigError("generation.candidates and generation.max_attempts must be at least 1")
+    if str(model_cfg.get("dtype", "float32")) not in {"float32", "bfloat16", "int8"}:
+        raise ConfigError(f"model.dtype must be float32, bfloat16 or int8, not '{model_cfg.get('dtype')}'")
     if sampling.temperature < 0:
         raise ConfigError("generation.temperature must be >= 0 (0 means greedy)")
     return Plan(form=form, request=request, generator=generator, model_name=model_name,
                 device=str(model_cfg.get("device", "cpu")), threads=int(model_cfg.get("threads", 0) or 0),
+                dtype=str(model_cfg.get("dtype", "float32")),
                 renderers=validated, sampling=sampling,
                 candidates=candidates, max_attempts=attempts, constrained=bool(gen.get("constrained", True)),
                 config=cfg)
@@ -214,7 +218,7 @@ def load_generator(plan_: Plan) -> Any:
         import torch
 
         torch.set_num_threads(plan_.threads)
-    return plan_.generator.load(plan_.model_name, device=plan_.device)
+    return plan_.generator.load(plan_.model_name, device=plan_.device, dtype=plan_.dtype)
 
 
 def plugin_versions(registry: Registry) -> list[dict[str, Any]]:

@@ -20,13 +20,14 @@ CHECKPOINTS = Path(__file__).parent / "checkpoints"
 class LoadedTransformer:
     """A checkpoint in memory, sampling through ``synesthesia.sampling.TextSampler``."""
 
-    def __init__(self, name: str, checkpoint: Any, device: str) -> None:
+    def __init__(self, name: str, checkpoint: Any, device: str, dtype: str = "float32") -> None:
         from synesthesia.sampling import TextSampler
 
         self.name = name
         self.checkpoint = checkpoint
         self.tokenizer = checkpoint.tokenizer
-        self.sampler = TextSampler(checkpoint.model, checkpoint.tokenizer, device=device)
+        self.dtype = dtype
+        self.sampler = TextSampler(checkpoint.model, checkpoint.tokenizer, device=device, dtype=dtype)
         self.theme_mapping: dict[str, Any] | None = None
 
     def describe(self) -> dict[str, Any]:
@@ -39,6 +40,7 @@ class LoadedTransformer:
             "parameters": int(sum(p.numel() for p in model.parameters())),
             "config": {k: v for k, v in vars(model.config).items()},
             "tokenizer": type(self.tokenizer).__name__,
+            "inference_dtype": self.dtype,
             "card": dict(self.checkpoint.meta or {}).get("card"),
             "theme_mapping": self.theme_mapping,
         }
@@ -86,12 +88,12 @@ class TransformerGenerator:
 
     name = "transformer"
 
-    def load(self, model: str | None, device: str = "cpu") -> LoadedTransformer:
+    def load(self, model: str | None, device: str = "cpu", dtype: str = "float32") -> LoadedTransformer:
         from synesthesia.checkpoint import load_checkpoint
         from synesthesia.plugins import resolve_checkpoint
 
         path = resolve_checkpoint(model or "")
-        return LoadedTransformer(str(model), load_checkpoint(path, device=device), device)
+        return LoadedTransformer(str(model), load_checkpoint(path, device=device), device, dtype)
 
 
 @synesthesia.hookimpl
