@@ -13,13 +13,13 @@ matplotlib's font manager (WenQuanYi Zen Hei from Debian's fonts-wqy-zenhei, Not
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 from synesthesia.components import Conditioning
 from synesthesia.errors import ConfigError
+from synesthesia.fileio import atomic_path
 
 CJK_FONT_NAMES = (
     "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "Noto Sans CJK", "Noto Serif CJK", "Source Han Sans",
@@ -127,17 +127,7 @@ def _draw(weights, labels: list[str], title: str, path: Path, font_path: str | N
     ax.set_ylabel("query (attending)")
     ax.set_title(title)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():
-            # Emoji and rare characters may have no glyph in the font; a box is fine in a diagnostic picture.
-            warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font")
-            fig.savefig(tmp, format="png")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        # Emoji and rare characters may have no glyph in the font; a box is fine in a diagnostic picture.
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font")
+        fig.savefig(tmp, format="png")

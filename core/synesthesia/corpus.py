@@ -32,7 +32,6 @@ import json
 import os
 import random
 import re
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from synesthesia.errors import CorpusError
+from synesthesia.fileio import atomic_open
 from synesthesia.keywords import KEYWORDS_FILE, KeywordExtractor, is_han, language_of
 
 TRAIN_FILE = "train.jsonl"
@@ -308,20 +308,8 @@ def split_records(records: list[Record], val_fraction: float, split: str, seed: 
 
 
 def _atomic_write(path: Path, lines: Iterable[str]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for line in lines:
-                f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp files are private; give what a plain open() would
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as handle:
+        handle.writelines(lines)
 
 
 def _jsonl_lines(records: Iterable[Record]) -> Iterator[str]:

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from synesthesia.components import (
     Validation,
 )
 from synesthesia.errors import ConfigError, SynesthesiaError
+from synesthesia.fileio import write_atomic, write_json_atomic
 from synesthesia.plugins import Registry, get_registry
 
 ARTWORK_DIR = "artwork"
@@ -58,21 +58,6 @@ def sha256_file(path: Path) -> str:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a file so that readers see the old content or the new, never a torn one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, ensure_ascii=False, indent=2, sort_keys=False) + "\n")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -284,7 +269,7 @@ def _publish(run_dir: Path, staging: Path) -> Path:
 def finish_artwork(run_dir: Path, staging: Path, text: str, manifest: dict[str, Any],
                    renderers: list[tuple[Renderer, Any]], *, fail_on_error: bool, registry: Registry,
                    started: float | None = None, log=print) -> Artwork:
-    write_text_atomic(staging / TEXT_FILE, text if text.endswith("\n") else text + "\n")
+    write_atomic(staging / TEXT_FILE, text if text.endswith("\n") else text + "\n")
     render_started = time.perf_counter()
     manifest["renderers"] = render_into(staging, text, manifest, renderers, fail_on_error=fail_on_error, log=log)
     manifest.setdefault("timings", {})["render"] = round(time.perf_counter() - render_started, 3)
@@ -404,7 +389,7 @@ def render_revision(path: Path, *, force: bool = False, registry: Registry | Non
     if not keep.exists():
         keep_staging = run_dir / REVISIONS_DIR / f".rev-{revision:03d}-staging-{os.getpid()}"
         shutil.copytree(artwork_dir, keep_staging)
-        write_text_atomic(keep_staging / TEXT_FILE, old_text if old_text.endswith("\n") else old_text + "\n")
+        write_atomic(keep_staging / TEXT_FILE, old_text if old_text.endswith("\n") else old_text + "\n")
         os.replace(keep_staging, keep)
 
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

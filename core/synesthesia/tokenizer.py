@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from synesthesia.components import Conditioning
 from synesthesia.errors import CheckpointError
+from synesthesia.fileio import write_atomic
 
 TOKENIZER_FILE = "tokenizer.json"
 FORMAT_VERSION = 1
@@ -149,16 +149,7 @@ class _TokenizerBase:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / TOKENIZER_FILE
         payload = json.dumps(self._to_json(), ensure_ascii=False, indent=1)
-        fd, tmp = tempfile.mkstemp(prefix=".tokenizer-", suffix=".json", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(payload)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, payload)
         return path
 
     def _to_json(self) -> dict:  # pragma: no cover - abstract

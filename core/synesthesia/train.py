@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
 import time
 import warnings
 from contextlib import nullcontext
@@ -31,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, List, Optional
 
 from synesthesia.errors import CheckpointError, ConfigError, CorpusError
+from synesthesia.fileio import atomic_path, write_atomic
 
 CONFIG_MODULE = "synesthesia.conf"
 CONFIG_NAME = "train"
@@ -494,7 +493,7 @@ def _progress_bar(cfg, start_step: int):
 
 def _fresh_metrics(path: Path) -> list[dict]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(path, "")
+    write_atomic(path, "")
     return []
 
 
@@ -509,26 +508,13 @@ def _restart_metrics(path: Path, step: int) -> list[dict]:
                 continue
             if isinstance(row, dict) and row.get("step", 0) <= step:
                 kept.append(row)
-    _atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+    write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
     return kept
 
 
 def _append_jsonl(path: Path, record: dict) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        _make_readable(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _plot_losses(history: list[dict], path: Path) -> None:
@@ -556,20 +542,5 @@ def _plot_losses(history: list[dict], path: Path) -> None:
     ax.grid(True, alpha=0.3)
     if ax.lines:
         ax.legend()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".loss.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-        _make_readable(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _make_readable(path) -> None:
-    """mkstemp files are private (0600); give the file the permissions a plain open() would."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)

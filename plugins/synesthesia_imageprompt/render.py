@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
 from synesthesia.components import RenderContext
+from synesthesia.fileio import write_atomic, write_json_atomic
 
 from . import clip_tokens, comfyui, imagery, prompt, sketch
 
 SEED_MODULUS = 2**32  # A1111 and diffusers' torch.Generator take 32-bit seeds; ComfyUI accepts them too
 
 
-def write_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` via a temp file in the same folder and ``os.replace``, so a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_json(path: Path, data) -> Path:
     # default=str: a manifest may hold paths or dates, which JSON has no type for.
-    return write_atomic(path, json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+    return write_json_atomic(path, data, default=str)
 
 
 def a1111_parameters(built: prompt.BuiltPrompt, options: prompt.ImagePromptOptions) -> str:

@@ -9,11 +9,11 @@ The manifest rides along in the PNG's ``synesthesia-manifest`` text chunk. Deter
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+
+from synesthesia.fileio import atomic_open
 
 from .imagery import Imagery
 
@@ -152,12 +152,6 @@ def save_png(image, path: Path, manifest: dict) -> Path:
     info = PngInfo()
     info.add_itxt(MANIFEST_KEY, json.dumps(manifest, ensure_ascii=False, sort_keys=True, default=str))
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG", pnginfo=info)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as handle:
+        image.save(handle, format="PNG", pnginfo=info)
     return path

@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 from synesthesia.errors import ConfigError, SynesthesiaError
+from synesthesia.fileio import atomic_path
 
 SAMPLE_RATE = 44100
 SOUNDFONT_DIRS = ("/usr/share/sounds/sf2", "/usr/share/soundfonts", "/usr/local/share/soundfonts")
@@ -50,22 +50,15 @@ def render_with_fluidsynth(midi_path: Path, wav_path: Path, soundfont: Path, *, 
                            sample_rate: int = SAMPLE_RATE, timeout: float = 120) -> Path:
     """``fluidsynth -ni -F out.wav -r RATE -g GAIN font.sf2 in.mid`` into a temp file, then rename."""
     wav_path = Path(wav_path)
-    fd, tmp = tempfile.mkstemp(dir=wav_path.parent, prefix=".render-", suffix=".wav")
-    os.close(fd)
-    command = ["fluidsynth", "-ni", "-q", "-T", "wav", "-F", tmp, "-r", str(sample_rate), "-g", str(gain),
-               str(soundfont), str(midi_path)]
-    try:
+    with atomic_path(wav_path) as tmp:
+        command = ["fluidsynth", "-ni", "-q", "-T", "wav", "-F", str(tmp), "-r", str(sample_rate), "-g", str(gain),
+                   str(soundfont), str(midi_path)]
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         if result.returncode != 0 or os.path.getsize(tmp) <= 44:
             raise SynesthesiaError(
                 f"fluidsynth could not render {midi_path}: {(result.stderr or result.stdout).strip()[:200]}; "
                 "set the midi renderer option audio_engine=builtin to use the built-in synthesizer"
             )
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; artworks are shared
-        os.replace(tmp, wav_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return wav_path
 
 
@@ -191,19 +184,11 @@ def write_wav(samples, path: Path, sample_rate: int = SAMPLE_RATE) -> Path:
 
     pcm = (samples.clamp(-1, 1) * 32767).round().to(torch.int16).numpy().tobytes()
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".synth-", suffix=".wav")
-    os.close(fd)
-    try:
-        with wave.open(tmp, "wb") as handle:
-            handle.setnchannels(1)
-            handle.setsampwidth(2)
-            handle.setframerate(sample_rate)
-            handle.writeframes(pcm)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; artworks are shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, wave.open(str(tmp), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(sample_rate)
+        handle.writeframes(pcm)
     return path
 
 
@@ -230,17 +215,9 @@ def normalize_wav(path: Path, peak: float = 0.89) -> float:
         return 1.0
     factor = peak / loudest
     scaled = np.clip(np.round(samples * factor), -32768, 32767).astype("<i2").tobytes()
-    fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=".norm-", suffix=".wav")
-    os.close(fd)
-    try:
-        with wave.open(tmp, "wb") as handle:
-            handle.setparams(params)
-            handle.writeframes(scaled)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, wave.open(str(tmp), "wb") as handle:
+        handle.setparams(params)
+        handle.writeframes(scaled)
     return factor
 
 

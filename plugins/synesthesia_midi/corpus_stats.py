@@ -13,12 +13,11 @@ chorales; scale degrees are semitones above that tonic.
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
+
+from synesthesia.fileio import write_json_atomic
 
 STATS_PATH = Path(__file__).parent / "data" / "melody_stats.json"
 MAX_INTERVAL = 12  # larger leaps are folded into +-12; they are rare in sung melodies
@@ -137,11 +136,7 @@ def build(out_path: Path = STATS_PATH, verbose: bool = True) -> dict:
         "families": {family: c.as_json() for family, c in counts.items()},
     }
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(result, handle, ensure_ascii=False, separators=(",", ":"))
-    os.chmod(tmp, 0o644)  # mkstemp makes files private; artworks are shared
-    os.replace(tmp, out_path)
+    write_json_atomic(out_path, result, indent=None, separators=(",", ":"))
     return result
 
 

@@ -26,6 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from synesthesia.errors import CheckpointError
+from synesthesia.fileio import atomic_path
 
 MODEL_DIR = Path(__file__).parent / "data" / "melody_gpt"
 LOW, HIGH = -12, 24
@@ -110,7 +111,6 @@ def train(out_dir: Path = MODEL_DIR, *, steps: int = 1500, batch: int = 32, lear
           seed: int = 0, cache: Path | None = None) -> dict:
     import torch
     from safetensors.torch import save_file
-
     from synesthesia.model import GPT, GPTConfig
 
     torch.manual_seed(seed)
@@ -149,23 +149,18 @@ def train(out_dir: Path = MODEL_DIR, *, steps: int = 1500, batch: int = 32, lear
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
     for name, payload in (("model.safetensors", None), ("config.json", json.dumps(meta, indent=2))):
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".tmp-")
-        os.close(fd)
-        if payload is None:
-            save_file(weights, tmp)
-        else:
-            Path(tmp).write_text(payload, encoding="utf-8")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out_dir / name)
+        with atomic_path(out_dir / name) as tmp:
+            if payload is None:
+                save_file(weights, str(tmp))
+            else:
+                tmp.write_text(payload, encoding="utf-8")
     return meta
 
 
 @lru_cache(maxsize=1)
 def load_model(model_dir: str = str(MODEL_DIR)):
     """The trained GPT (eval mode) and its metadata; a CheckpointError naming the file if missing."""
-    import torch
     from safetensors.torch import load_file
-
     from synesthesia.model import GPT, GPTConfig
 
     folder = Path(model_dir)

@@ -7,11 +7,11 @@ fifth, or the planned chord of each bar).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-from .melody import Melody, UNITS_PER_QUARTER
+from synesthesia.fileio import atomic_path
+
+from .melody import UNITS_PER_QUARTER, Melody
 
 TICKS_PER_BEAT = 480
 TICKS_PER_UNIT = TICKS_PER_BEAT // UNITS_PER_QUARTER
@@ -98,15 +98,8 @@ def write_midi(melody: Melody, path: Path, *, program: int, accompaniment: str =
     midi = build_midi(melody, program=program, accompaniment=accompaniment)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".melody-", suffix=".mid")
-    os.close(fd)
-    try:
-        midi.save(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; artworks are shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        midi.save(str(tmp))
     return path
 
 

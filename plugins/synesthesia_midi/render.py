@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
 from synesthesia.components import RenderContext
+from synesthesia.fileio import write_json_atomic
 
 DEFAULT_PROGRAM = {"zh": 73, "en": 0}  # GM flute (close to a dizi) for Chinese, piano for English
 DEFAULT_ACCOMPANIMENT = {"zh": "drone", "en": "chords"}
@@ -58,10 +56,6 @@ def render(context: RenderContext) -> list[Path]:
         "pitch_model": options.pitch_model,
     }
     summary_path = out_dir / "melody.json"
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".melody-", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(summary, handle, ensure_ascii=False, indent=2)
-    os.chmod(tmp, 0o644)  # mkstemp makes files private; artworks are shared
-    os.replace(tmp, summary_path)
+    write_json_atomic(summary_path, summary)
     files.append(summary_path)
     return files

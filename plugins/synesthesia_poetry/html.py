@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 
 from synesthesia.errors import SynesthesiaError
+from synesthesia.fileio import write_atomic
 
 from synesthesia_poetry import chinese
-from synesthesia_poetry.files import write_atomic
 from synesthesia_poetry.fonts import find_font, font_family
 from synesthesia_poetry.layout import PageOptions, content_of, is_vertical, layout_pages
 

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from synesthesia_poetry.files import write_atomic
+from synesthesia.fileio import write_atomic
+
 from synesthesia_poetry.layout import Page, layout_pages, pil_font
 
 MANIFEST_KEY = "synesthesia-manifest"

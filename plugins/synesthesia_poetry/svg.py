@@ -6,7 +6,8 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from synesthesia_poetry.files import write_atomic
+from synesthesia.fileio import write_atomic
+
 from synesthesia_poetry.fonts import font_family
 from synesthesia_poetry.layout import Page, layout_pages
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from synesthesia_poetry.files import write_atomic
+from synesthesia.fileio import write_atomic
+
 from synesthesia_poetry.layout import content_of
 
 

@@ -1,0 +1,63 @@
+"""Atomic file writes, the one way Synesthesia and its plugins write files.
+
+A reader (or a crash) sees the old file or the new one, never a torn one: the data goes to a temporary
+file in the same folder, is flushed to disk, then renamed over the target with ``os.replace``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+
+def _umask_permissions(path: str) -> None:
+    # mkstemp files are private (0600); give them what a plain open() would, since artworks are shared.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` for a library that writes by file name (savefig, mido, PIL,
+    safetensors, fluidsynth); it replaces ``path`` when the block succeeds and is removed otherwise."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        _umask_permissions(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
+    """``open()`` for writing, atomically: the file appears complete when the block ends, or not at all."""
+    if mode not in {"w", "wb"}:
+        raise ValueError(f"atomic_open writes whole files: mode 'w' or 'wb', not {mode!r}")
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, encoding=None if "b" in mode else encoding, newline=None if "b" in mode else "\n") as handle:
+            yield handle
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
+    """Write text (UTF-8) or bytes to ``path`` atomically; returns the path."""
+    with atomic_open(path, "wb") as handle:
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+    return Path(path)
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any, *, indent: int | None = 2, **dumps_options: Any) -> Path:
+    """Write ``data`` as UTF-8 JSON (non-ASCII kept readable) atomically; returns the path."""
+    text = json.dumps(data, ensure_ascii=False, indent=indent, **dumps_options)
+    return write_atomic(path, text + "\n")
