@@ -39,3 +39,15 @@ def plugin_dir(tmp_path: Path):
     folder.mkdir()
     env = {"PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     return folder, env
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tests use tiny models, which gain nothing from threads; on shared, busy cores spinning OpenMP
+    threads make them many times slower. Subprocesses (the real CLI) keep their own setting."""
+    import torch  # lazy: the CLI tests check that start-up imports no torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

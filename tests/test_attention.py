@@ -9,16 +9,6 @@ from synesthesia.model import GPT, GPTConfig
 from synesthesia.tokenizer import CharTokenizer, control_tokens_for
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models gain nothing from threads, and on a shared 2-core machine threads waiting on each
-    # other make every step many times slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     tok = CharTokenizer.train(["床前明月光，疑是地上霜。 moonlight"], control_tokens_for(["zh"], ["五绝"]))

@@ -25,16 +25,6 @@ def tiny(tokenizer, **kw):
     return GPT(GPTConfig(**cfg))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models gain nothing from threads, and on a shared 2-core machine threads waiting on each
-    # other make every step many times slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def tok():
     return CharTokenizer.train([TEXT], control_tokens_for(["zh"], ["七绝"]))

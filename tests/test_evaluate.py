@@ -13,16 +13,6 @@ from synesthesia.train import main
 TEXT = "the moon is a silver coin in the well, the well is a mirror for the moon.\n\n" * 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models gain nothing from threads, and on a shared 2-core machine threads waiting on each
-    # other make every step many times slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluate")

@@ -18,16 +18,6 @@ CHARS = sorted(set(TEXT))
 STOI = {c: i for i, c in enumerate(CHARS)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on shared, busy cores spinning OpenMP threads make
-    these tests many times slower; run them on one thread and restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def encode(text: str) -> list[int]:
     return [STOI[c] for c in text]
 

@@ -37,16 +37,6 @@ class TinyTokenizer:
 TOKENIZER = TinyTokenizer(TEXT)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on shared, busy cores spinning OpenMP threads make
-    these tests many times slower; run them on one thread and restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def trained_model() -> GPT:
     """Learns <bos> TEXT <eos> by heart, so greedy decoding is predictable."""

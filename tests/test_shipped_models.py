@@ -14,18 +14,6 @@ CHECKPOINTS = Path(__file__).resolve().parents[1] / "plugins" / "synesthesia_tra
 MAX_BYTES = 15 * 1024 * 1024
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Token-by-token decoding of a small model: a second intra-op thread only adds wake-up latency
-    (measured ~150x slower per token on a busy 2-core machine)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tang():
     from synesthesia.checkpoint import load_checkpoint

@@ -39,16 +39,6 @@ POEMS = [
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models gain nothing from threads, and on a shared 2-core machine threads waiting on each
-    # other make every step many times slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 TINY = [
     "model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=32", "model.dropout=0.1",
     "optim.batch_size=8", "optim.warmup_iters=3", "log_interval=1", "eval_interval=10", "eval_iters=2",
