@@ -121,7 +121,7 @@ def plan(config: Mapping[str, Any], registry: Registry | None = None) -> Plan:
             raise ConfigError(f"model.name=auto has no model for language '{form.language}'; set model.name=...")
     renderer_options = dict(cfg.get("renderer") or {})
     pipeline_cfg = dict(cfg.get("pipeline") or {})
-    renderers = _choose_renderers(registry, list(pipeline_cfg.get("renderers") or ["all"]), form.language)
+    renderers = _choose_renderers(registry, list(pipeline_cfg.get("renderers", ["all"])), form.language)
     unknown = set(renderer_options) - set(registry.renderers())
     if unknown:
         raise ConfigError(f"options given for unknown renderer(s) {', '.join(sorted(unknown))}; "
