@@ -8,7 +8,13 @@ import torch
 from synesthesia.components import FormRequest
 from synesthesia.tokenizer import CharTokenizer
 from synesthesia_poetry import chinese
-from synesthesia_poetry.constraints import ClassicalVerseProcessor, LineCountProcessor, chinese_vocab
+from synesthesia_poetry.constraints import (
+    ClassicalVerseProcessor,
+    EnglishWordsProcessor,
+    LineCountProcessor,
+    chinese_vocab,
+    english_lexicon,
+)
 from synesthesia_poetry.forms import all_forms
 
 FORMS = {f.name: f for f in all_forms()}
@@ -184,13 +190,52 @@ def test_char_level_haiku_has_exact_syllables():
     request = FormRequest(theme="winter sea")
     processors = FORMS["haiku"].logits_processors(tokenizer, request)
     texts = decode_randomly(tokenizer, processors, batch=8, steps=200, seed=1, bias=bias)
+    lexicon = english_lexicon()
     for text in texts:
         lines = [line for line in text.split("\n") if line.strip()]
         assert [english.line_syllables(line) for line in lines] == [5, 7, 5], repr(text)
         assert FORMS["haiku"].validate(FORMS["haiku"].finalize(text)).ok
+        assert all(word in lexicon.syllables for word in english.words(text)), repr(text)
     # The same random text without the processor is not a haiku.
     eos_late = bias.clone()
     eos_late[tokenizer.eos_id] = -3.0
     free = decode_randomly(tokenizer, [LineCountProcessor(tokenizer, 3, max_line_chars=40)], batch=8, steps=200,
                            seed=1, bias=eos_late)
     assert sum(FORMS["haiku"].validate(t).ok for t in free) <= 1
+
+
+def test_english_verse_spells_dictionary_words_and_writes_no_speaker_cues():
+    """A drama-trained model opens with ``HASTINGS:``; random logits pushed towards capitals and colons
+    stand in for it. Under the limerick's processors every word is a lexicon word, capitals start words
+    only, and no colon is written; without the words processor the same logits give neither."""
+    from synesthesia_poetry import english
+
+    tokenizer = CharTokenizer(list("abcdefghijklmnopqrstuvwxyzHSAGTIN :,.'\n"))
+    bias = torch.zeros(tokenizer.vocab_size)
+    bias[tokenizer.token_id(" ")] = 1.5
+    for piece in "HSAGTIN:":
+        bias[tokenizer.token_id(piece)] = 2.0
+    bias[tokenizer.eos_id] = -3.0
+    processors = FORMS["limerick"].logits_processors(tokenizer, FormRequest(theme="sea"))
+    assert any(isinstance(p, EnglishWordsProcessor) for p in processors)
+    texts = decode_randomly(tokenizer, processors, batch=6, steps=400, seed=3, bias=bias)
+    lexicon = english_lexicon()
+    for text in texts:
+        assert len([line for line in text.split("\n") if line.strip()]) == 5, repr(text)
+        assert ":" not in text, repr(text)
+        raw_words = english.WORD.findall(text)
+        assert len(raw_words) >= 5 and all(w.lower() in lexicon.syllables for w in raw_words), repr(text)
+        assert not any(ch.isupper() for w in raw_words for ch in w[1:]), repr(text)
+    free = decode_randomly(tokenizer, [LineCountProcessor(tokenizer, 5, max_line_chars=56)], batch=6, steps=400,
+                           seed=3, bias=bias)
+    assert all(":" in t or any(w.lower() not in lexicon.syllables for w in english.WORD.findall(t)) for t in free)
+
+
+def test_english_lexicon_keeps_common_words_and_drops_surnames_and_letter_names():
+    lexicon = english_lexicon()
+    for word, count in (("thee", 1), ("winter", 2), ("sea", 1), ("beautiful", 3), ("don't", 1), ("i", 1)):
+        assert lexicon.syllables[word] == count
+    for junk in ("hastert", "th", "t", "mr"):
+        assert junk not in lexicon.syllables
+    assert lexicon.fewest["beau"] == 1  # "beau" itself; "beautiful" has three
+    assert lexicon.letter_fits("Win", "t") and not lexicon.letter_fits("WIN", "T") and not lexicon.letter_fits("qz", "x")

@@ -63,3 +63,28 @@ def test_shakespeare_writes_english(tmp_path):
     assert len(words) > 20
     common = {"the", "and", "to", "of", "i", "my", "you", "that", "in", "a", "is", "not", "with", "me", "be"}
     assert sum(w.lower().strip(",.;:!?'") in common for w in words) >= 5
+
+
+def test_shakespeare_haiku_is_dictionary_words_without_speaker_cues():
+    """The drama-trained model opens speeches with cues (``HASTINGS:``); the haiku form's decoding keeps
+    them out and spells only dictionary words, in 5-7-5 syllables."""
+    from synesthesia.checkpoint import load_checkpoint
+    from synesthesia.components import FormRequest
+    from synesthesia.sampling import TextSampler
+    from synesthesia_poetry import english
+    from synesthesia_poetry.constraints import english_lexicon
+    from synesthesia_poetry.forms import all_forms
+
+    haiku = next(f for f in all_forms() if f.name == "haiku")
+    ckpt = load_checkpoint(CHECKPOINTS / "shakespeare")
+    request = FormRequest(theme="winter sea")
+    prompt = ckpt.tokenizer.encode_conditioned(haiku.conditioning(request))
+    processors = haiku.logits_processors(ckpt.tokenizer, request)
+    texts = TextSampler(ckpt.model, ckpt.tokenizer).generate(
+        prompt, SamplingSettings(seed=3, max_new_tokens=128), n=4, logits_processors=processors)
+    lexicon = english_lexicon()
+    for text in texts:
+        poem = haiku.finalize(text)
+        assert haiku.validate(poem).ok, poem
+        assert ":" not in poem and all(w in lexicon.syllables for w in english.words(poem)), poem
+        assert not any(w[1:] != w[1:].lower() for w in english.WORD.findall(poem)), poem

@@ -16,12 +16,18 @@ the constraints and the logits (e.g. ``-inf`` from earlier processors) leave not
 rhyme, then the tone, then everything, for that position only.
 
 ``LineCountProcessor`` (English forms, any tokenizer): forbids ``<eos>`` before the form's line count
-and forces it after. Syllable counts, metre and rhyme of English forms are checked by the validators
-(reject-and-rank), since BPE tokens do not line up with syllables.
+and forces it after. Metre and rhyme of English forms are checked by the validators (reject-and-rank).
+
+For char-level English models, ``EnglishWordsProcessor`` keeps every word a dictionary word (CMU) and
+keeps out a drama corpus's speaker cues (``HASTINGS:``: capitals only at a word's start, no colon);
+``SyllableLineProcessor`` does the same and also makes each line exactly its syllable count (haiku).
+BPE tokens do not line up with letters or syllables, so those models get the validators only.
 """
 
 from __future__ import annotations
 
+import functools
+import re
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -397,9 +403,10 @@ class EnglishVocab:
     letters: list[tuple[int, str]]  # (token id, letter) for the single-letter tokens
     letter_mask: Any  # [V]
     newline: Any  # [V] the line-break token
-    punct: Any  # [V] single-character tokens that end a word without a space (, . ; ! ? - :)
+    punct: Any  # [V] single-character tokens that end a word without a space (, . ; ! ? -)
     space: Any  # [V]
     eos_id: int
+    verse_marks: Any  # [V] single characters other than letters and the colon, and <eos>: no byte or control tokens
 
 
 def english_vocab(tokenizer) -> EnglishVocab:
@@ -412,14 +419,123 @@ def english_vocab(tokenizer) -> EnglishVocab:
         letters=[(i, p) for i, p in enumerate(pieces) if p in _LETTERS],
         letter_mask=letter_mask,
         newline=torch.tensor([p == "\n" for p in pieces], dtype=torch.bool),
-        punct=torch.tensor([p in ",.;:!?-—" for p in pieces], dtype=torch.bool),
+        punct=torch.tensor([p in ",.;!?-—" for p in pieces], dtype=torch.bool),
         space=torch.tensor([p == " " for p in pieces], dtype=torch.bool),
         eos_id=int(tokenizer.eos_id),
+        verse_marks=torch.tensor([(len(p) == 1 and p not in _LETTERS and p != SPEAKER_CUE_MARK) or i == tokenizer.eos_id
+                                  for i, p in enumerate(pieces)], dtype=torch.bool),
     )
 
 
 def is_char_level(tokenizer) -> bool:
     return getattr(tokenizer, "kind", None) == "char"
+
+
+SPEAKER_CUE_MARK = ":"  # "HASTINGS:" in the training text; verse never needs a colon
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """English words (lower case) and their syllables, with the fewest syllables of any word that
+    begins with a given prefix: what lets a decoder spell only real words and plan a line's count."""
+
+    syllables: dict[str, int]
+    fewest: dict[str, int]  # every prefix of a word (the word included) -> fewest syllables
+
+    def letter_fits(self, partial: str, letter: str, budget: int | None = None) -> bool:
+        """May ``letter`` follow ``partial`` (both as typed) and still lead to a word within ``budget``?"""
+        if letter.isupper() and partial:  # capitals only at a word's start: no ALL-CAPS speaker cues
+            return False
+        fewest = self.fewest.get((partial + letter).lower().replace("’", "'"))
+        return fewest is not None and (budget is None or fewest <= budget)
+
+    def word_syllables(self, partial: str) -> int | None:
+        """Syllables of ``partial`` if it is a whole word, else None."""
+        return self.syllables.get(partial.lower().replace("’", "'"))
+
+
+_WORD_SHAPE = re.compile(r"[a-z]+(?:'[a-z]+)*")
+
+
+COMMON_WORDS = 50_000  # wordfreq's most frequent English words that the lexicon draws on
+POETIC_ELISIONS = frozenset(("o'er", "ne'er", "e'er", "'tis", "'twas"))
+
+
+@functools.lru_cache(maxsize=1)
+def english_lexicon() -> Lexicon:
+    """Common English words with a CMU pronunciation: the CMU Pronouncing Dictionary (via ``pronouncing``)
+    holds ~126k entries, many of them surnames and abbreviations (``hastert``, ``th``), so only those
+    among wordfreq's COMMON_WORDS most frequent words are kept (plus contractions of them and a few
+    poetic elisions); of single letters only ``a``, ``i`` and ``o``."""
+    import pronouncing
+    from wordfreq import top_n_list
+
+    pronouncing.init_cmu()
+    common = set(top_n_list("en", COMMON_WORDS))
+    syllables: dict[str, int] = {}
+    fewest: dict[str, int] = {}
+    for word, phones in pronouncing.lookup.items():
+        if not phones or not _WORD_SHAPE.fullmatch(word.lstrip("'")) or not re.search(r"[aeiouy]", word):
+            continue
+        if len(word) == 1 and word not in "aio":
+            continue
+        if word not in common and word.split("'")[0] not in common and word not in POETIC_ELISIONS:
+            continue
+        count = sum(ch.isdigit() for ch in phones[0])
+        syllables[word] = count
+        for end in range(1, len(word) + 1):
+            prefix = word[:end]
+            if fewest.get(prefix, 99) > count:
+                fewest[prefix] = count
+    return Lexicon(syllables, fewest)
+
+
+class EnglishWordsProcessor:
+    """Only dictionary words, capitals only at a word's start and no colon, for char-level English
+    models: a drama-trained model then writes verse, not ``HASTINGS:I hope, t;``."""
+
+    def __init__(self, tokenizer):
+        self.vocab = english_vocab(tokenizer)
+        self.lexicon = english_lexicon()
+        self.pieces = [str(tokenizer.id_to_piece(i)) for i in range(int(tokenizer.vocab_size))]
+        self.rows: list[str] = []  # per row: the word being written
+        self._seen = -1
+
+    def _sync(self, generated) -> None:
+        batch, length = int(generated.shape[0]), int(generated.shape[1]) if generated.dim() == 2 else 0
+        if length == 0 or length != self._seen + 1 or len(self.rows) != batch:
+            self.rows = [""] * batch
+            for row in range(batch):
+                for tid in generated[row].tolist() if length else []:
+                    self.rows[row] = _next_partial(self.rows[row], self.pieces[int(tid)])
+        else:
+            for row, tid in enumerate(generated[:, -1].tolist()):
+                self.rows[row] = _next_partial(self.rows[row], self.pieces[int(tid)])
+        self._seen = length
+
+    def __call__(self, generated, logits):
+        import torch
+
+        self._sync(generated)
+        finite = torch.isfinite(logits)
+        v = self.vocab
+        for index, partial in enumerate(self.rows):
+            letters = torch.zeros_like(v.letter_mask)
+            ok = [i for i, letter in v.letters if self.lexicon.letter_fits(partial, letter)]
+            if ok:
+                letters[torch.tensor(ok)] = True
+            if partial and self.lexicon.word_syllables(partial) is None:
+                allowed = letters  # inside a word that is not finished yet
+            else:
+                allowed = v.verse_marks | letters
+            allowed = allowed & finite[index]
+            if bool(allowed.any()):
+                logits[index].masked_fill_(~allowed, float("-inf"))
+        return logits
+
+
+def _next_partial(partial: str, piece: str) -> str:
+    return partial + piece if piece in _LETTERS else ""
 
 
 @dataclass
@@ -434,18 +550,18 @@ class _SyllableRow:
 class SyllableLineProcessor:
     """Lines of exactly the given syllable counts (e.g. 5-7-5), for char-level tokenizers.
 
-    A letter is allowed only if the line's syllables (counted as the haiku validator counts them: CMU
-    dictionary, spelling rules for unknown words) stay within the target; the line break only when the
-    count is met, and then it is the only choice (after at most one punctuation mark).
+    Words are dictionary words (``english_lexicon``, whose counts are the CMU counts the haiku validator
+    uses): a letter is allowed only if some word starting so still fits the line's remaining syllables,
+    a word ends only where it is whole; the line break only when the count is met, and then it is the
+    only choice (after at most one punctuation mark). No capitals inside words and no colon (see
+    ``EnglishWordsProcessor``).
     """
 
     def __init__(self, tokenizer, syllables: tuple[int, ...]):
-        from synesthesia_poetry import english
-
         self.targets = tuple(syllables)
         self.vocab = english_vocab(tokenizer)
+        self.lexicon = english_lexicon()
         self.pieces = [str(tokenizer.id_to_piece(i)) for i in range(int(tokenizer.vocab_size))]
-        self.count = english.line_syllables
         self.rows: list[_SyllableRow] = []
         self._seen = -1
 
@@ -461,7 +577,7 @@ class SyllableLineProcessor:
             row.has_text = True
         else:
             if row.partial:
-                row.done += self.count(row.partial)
+                row.done += self.lexicon.word_syllables(row.partial) or 0
                 row.partial = ""
             row.has_text = row.has_text or bool(piece.strip())
         row.last = piece
@@ -487,16 +603,19 @@ class SyllableLineProcessor:
         if row.line >= len(self.targets):
             return eos
         target = self.targets[row.line]
-        current = row.done + (self.count(row.partial) if row.partial else 0)
         last_line = row.line == len(self.targets) - 1
         line_end = eos | v.newline if last_line else v.newline
         letters = torch.zeros_like(v.letter_mask)
-        ok = [i for i, letter in v.letters if row.done + self.count(row.partial + letter) <= target]
+        budget = target - row.done
+        ok = [i for i, letter in v.letters if self.lexicon.letter_fits(row.partial, letter, budget)]
         if ok:
             letters[torch.tensor(ok)] = True
-        if current >= target and row.has_text:
-            # The count is met: end the line; a word in progress may still be finished (letters that add
-            # no syllable) and closed by one punctuation mark.
+        word = self.lexicon.word_syllables(row.partial) if row.partial else 0
+        if word is None or row.done + word > target:
+            return letters  # only a longer word can close here
+        if row.done + word == target and row.has_text:
+            # The count is met: end the line; a word in progress may still grow by letters that add no
+            # syllable, and be closed by one punctuation mark.
             if not row.partial:
                 return line_end
             return line_end | v.punct | letters

@@ -189,11 +189,19 @@ def _first_lines(n: int) -> Callable[[str], str]:
     return finalize
 
 
+def english_words_processors(tokenizer) -> list:
+    """Dictionary words and no speaker cues, for char-level English models (none for BPE)."""
+    from synesthesia_poetry.constraints import EnglishWordsProcessor, is_char_level
+
+    return [EnglishWordsProcessor(tokenizer)] if is_char_level(tokenizer) else []
+
+
 def _line_count_processors(n: int, max_line_chars: int) -> Callable[[Any, FormRequest], list]:
     def processors(tokenizer, request: FormRequest) -> list:
         from synesthesia_poetry.constraints import LineCountProcessor
 
-        return [LineCountProcessor(tokenizer, n, max_line_chars=max_line_chars)]
+        # Words first: a line that has grown too long still ends after a whole word.
+        return english_words_processors(tokenizer) + [LineCountProcessor(tokenizer, n, max_line_chars=max_line_chars)]
 
     return processors
 
@@ -292,7 +300,8 @@ def validate_acrostic(text: str, request: FormRequest | None = None) -> Validati
 def acrostic_processors(tokenizer, request: FormRequest) -> list:
     from synesthesia_poetry.constraints import LineCountProcessor
 
-    return [LineCountProcessor(tokenizer, len(_acrostic_word(request)), max_line_chars=80)]
+    return english_words_processors(tokenizer) + [
+        LineCountProcessor(tokenizer, len(_acrostic_word(request)), max_line_chars=80)]
 
 
 def _stanza_shape(request: FormRequest | None) -> list[int] | None:
@@ -496,7 +505,7 @@ def regenerate_line(form: Form, text: str, index: int, loaded: Any, request: For
 
             if form.name == "haiku" and index < 3 and is_char_level(tokenizer):
                 return [SyllableLineProcessor(tokenizer, (HAIKU_SYLLABLES[index],))]
-            return [LineCountProcessor(tokenizer, 1, max_line_chars=80)]
+            return english_words_processors(tokenizer) + [LineCountProcessor(tokenizer, 1, max_line_chars=80)]
 
     conditioning = Conditioning(form=conditioning.form, keywords=conditioning.keywords,
                                 language=conditioning.language, prefix=conditioning.prefix + before)
