@@ -8,8 +8,6 @@ SEEDS seeds. Systems, each writing a real MIDI file that is parsed back for the 
 - ``template+random``: our rhythm template, pitches uniformly random in scale (isolates the pitch choice).
 - ``ours``: the template plus constrained beam search over corpus statistics (the renderer's default).
 - ``ours (gpt)``: the same search scored by the small melody GPT trained with our core (``pitch_model=gpt``).
-- ``ours (zhi mode)``: Tang poems forced into the zhi pentatonic mode (sol-final, the commonest mode of
-  the Han songs) instead of gong/yu: closer to the corpus, harder for a major/minor key finder.
 - ``corpus``: held-out folk tunes (every tenth Essen tune, never counted into the statistics) compared
   with the other held-out tunes, as a reference for PD/DD/MD. No words, so word metrics are blank.
 
@@ -23,13 +21,16 @@ Figures:
 - cadence: line-final notes on the tonic or dominant, stanza-final notes on the tonic.
 - PD / DD: TeleMelody's pitch- and duration-distribution overlap (sum of bin-wise minima of two
   normalised histograms), between each melody and the pooled held-out tunes of its family (Han Chinese
-  songs for Chinese poems, German folk songs for English); pitch bins are the 12 degrees above the
-  tonic (keys differ), duration bins are note lengths in quarter notes. Higher is better.
+  songs for Chinese poems, German folk songs for English). TeleMelody's pitch histogram has a bin per
+  MIDI pitch over key-normalised songs; here a bin per semitone above or below each tune's final note
+  (-12..24), so register counts as in theirs. PD-pc folds that into the 12 pitch classes above the final
+  (scale-degree usage only). Duration bins are note lengths in quarter notes. Higher is better.
 - MD: TeleMelody's melody distance: pitch sampled every eighth note, mean removed, DTW distance (|a-b|
   per step) divided by the path length, averaged over MD_TUNES held-out tunes; first 64 samples. Lower
   is better.
-- key: music21's key analysis (Krumhansl) of the MIDI file names the requested tonic and major/minor
-  (pentatonic gong/zhi count as major, yu/shang as minor).
+- key: music21's key analysis (Krumhansl) of the MIDI file names the melody's key: tonic and major/minor
+  (for the pentatonic modes, the key music21 finds in most held-out Han songs of that mode:
+  ``melody.MODE_KEY``, e.g. a zhi tune on G is in C major).
 
 Run: ``.venv/bin/python benchmarks/bench_midi.py`` (about a minute; parses some music21 corpus files).
 """
@@ -48,7 +49,7 @@ import numpy as np
 
 from synesthesia_midi import melody as melody_mod
 from synesthesia_midi.corpus_stats import is_held_out
-from synesthesia_midi.melody import MODE_QUALITY, Melody, Note, compose
+from synesthesia_midi.melody import Melody, Note, compose
 from synesthesia_midi.melody_model import MODEL_DIR
 from synesthesia_midi.midi_file import TICKS_PER_BEAT, read_midi, write_midi
 from synesthesia_midi.prosody import analyze
@@ -96,8 +97,6 @@ def system_melody(system: str, text: str, seed: int) -> tuple[Melody, object]:
     prosody = analyze(text)
     if system == "ours (gpt)":
         return compose(prosody, text, seed=seed, pitch_model="gpt"), prosody
-    if system == "ours (zhi mode)":
-        return compose(prosody, text, seed=seed, mode="zhi"), prosody
     ours = compose(prosody, text, seed=seed)
     if system == "ours":
         return ours, prosody
@@ -176,6 +175,15 @@ def overlap(p: np.ndarray, q: np.ndarray) -> float:
     return float(np.minimum(p, q).sum())
 
 
+REGISTER_BINS = range(-12, 25)
+
+
+def registers(events) -> list[int]:
+    """Pitches as semitones from the tune's final note (TeleMelody's pitch histogram, keys made equal)."""
+    final = events[-1][2]
+    return [max(-12, min(24, e[2] - final)) for e in events]
+
+
 DURATION_BINS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 
 
@@ -213,11 +221,11 @@ def key_matches(path: Path, template) -> bool:
 
     score = converter.parse(str(path))
     found = score.parts[0].analyze("key") if score.parts else score.analyze("key")
-    return found.tonic.pitchClass == template.tonic_pc and found.mode == MODE_QUALITY[template.mode]
+    return (found.tonic.pitchClass, found.mode) == template.key
 
 
 def evaluate(system: str, poems: dict[str, str], references: dict, out_dir: Path) -> dict[str, float]:
-    rows = {k: [] for k in ("coverage", "stress", "tone", "scale", "cadence", "pd", "dd", "md", "key")}
+    rows = {k: [] for k in ("coverage", "stress", "tone", "scale", "cadence", "pd", "pc", "dd", "md", "key")}
     for title, text in poems.items():
         for seed in SEEDS:
             melody, prosody = system_melody(system, text, seed)
@@ -249,7 +257,8 @@ def evaluate(system: str, poems: dict[str, str], references: dict, out_dir: Path
                 good += degree == 0 if (s.stanza_end or s is syllables[-1]) else degree in (0, 7)
             rows["cadence"].append(good / len(line_ends))
             degrees = [(n[2] - template.tonic_midi) % 12 for n in notes]
-            rows["pd"].append(overlap(histogram(degrees, range(12)), references[family]["pd"]))
+            rows["pc"].append(overlap(histogram(degrees, range(12)), references[family]["pc"]))
+            rows["pd"].append(overlap(histogram(registers(notes), REGISTER_BINS), references[family]["pd"]))
             rows["dd"].append(overlap(histogram(quantized_durations(n[1] for n in notes), DURATION_BINS), references[family]["dd"]))
             grid = pitch_grid([(n[0], n[1], n[2]) for n in notes], template.tonic_midi)
             rows["md"].append(statistics.mean(dtw(grid, ref) for ref in references[family]["grids"][:MD_TUNES]))
@@ -259,14 +268,16 @@ def evaluate(system: str, poems: dict[str, str], references: dict, out_dir: Path
 
 def corpus_reference_row(references: dict, tunes: dict) -> dict[str, float]:
     """Each held-out tune against the others (leave one out), for PD/DD/MD and in-scale of nothing."""
-    rows = {k: [] for k in ("pd", "dd", "md")}
+    rows = {k: [] for k in ("pd", "pc", "dd", "md")}
     for family, family_tunes in tunes.items():
         for i, tune in enumerate(family_tunes[: 2 * MD_TUNES]):
             others = [t for j, t in enumerate(family_tunes) if j != i]
             tonic = tune[-1][2]
             degrees_pool = [(e[2] - t[-1][2]) % 12 for t in others for e in t]
+            registers_pool = [r for t in others for r in registers(t)]
             durations_pool = quantized_durations(e[1] for t in others for e in t)
-            rows["pd"].append(overlap(histogram([(e[2] - tonic) % 12 for e in tune], range(12)), histogram(degrees_pool, range(12))))
+            rows["pc"].append(overlap(histogram([(e[2] - tonic) % 12 for e in tune], range(12)), histogram(degrees_pool, range(12))))
+            rows["pd"].append(overlap(histogram(registers(tune), REGISTER_BINS), histogram(registers_pool, REGISTER_BINS)))
             rows["dd"].append(overlap(histogram(quantized_durations(e[1] for e in tune), DURATION_BINS), histogram(durations_pool, DURATION_BINS)))
             grids = [g for j, g in enumerate(references[family]["grids"][:MD_TUNES + 1]) if j != i][:MD_TUNES]
             rows["md"].append(statistics.mean(dtw(pitch_grid(tune, tonic), g) for g in grids))
@@ -281,7 +292,8 @@ def build_references() -> tuple[dict, dict]:
         degrees = [(e[2] - t[-1][2]) % 12 for t in family_tunes for e in t]
         durations = quantized_durations(e[1] for t in family_tunes for e in t)
         references[family] = {
-            "pd": histogram(degrees, range(12)),
+            "pc": histogram(degrees, range(12)),
+            "pd": histogram([r for t in family_tunes for r in registers(t)], REGISTER_BINS),
             "dd": histogram(durations, DURATION_BINS),
             "grids": [pitch_grid(t, t[-1][2]) for t in family_tunes],
         }
@@ -295,24 +307,21 @@ def main(argv: list[str] | None = None) -> None:
     references, tunes = build_references()
     print(f"held-out reference tunes: {', '.join(f'{HELD_OUT[f]} {len(t)}' for f, t in tunes.items())}; "
           f"{len(TANG)} Tang quatrains + {len(ENGLISH)} English stanzas x {len(SEEDS)} seeds", file=sys.stderr)
-    header = f"{'system':<17} {'poems':<8} {'coverage':>8} {'stress@strong':>13} {'tone':>6} {'in-scale':>8} {'cadence':>7} {'PD':>6} {'DD':>6} {'MD':>6} {'key':>6}"
+    header = f"{'system':<17} {'poems':<8} {'coverage':>8} {'stress@strong':>13} {'tone':>6} {'in-scale':>8} {'cadence':>7} {'PD':>6} {'PD-pc':>6} {'DD':>6} {'MD':>6} {'key':>6}"
     print(header)
     print("-" * len(header))
     with tempfile.TemporaryDirectory() as folder:
         systems = ["random", "template+random", "ours"]
         if (MODEL_DIR / "model.safetensors").exists():
             systems.append("ours (gpt)")
-        systems.append("ours (zhi mode)")
         for system in systems:
             for label, poems in (("Tang", TANG), ("English", ENGLISH)):
-                if system == "ours (zhi mode)" and label != "Tang":
-                    continue
                 r = evaluate(system, poems, references, Path(folder))
                 tone = f"{r['tone']:6.1%}" if label == "Tang" else f"{'-':>6}"
                 print(f"{system:<17} {label:<8} {r['coverage']:8.1%} {r['stress']:13.1%} {tone} {r['scale']:8.1%} "
-                      f"{r['cadence']:7.1%} {r['pd']:6.3f} {r['dd']:6.3f} {r['md']:6.2f} {r['key']:6.1%}")
+                      f"{r['cadence']:7.1%} {r['pd']:6.3f} {r['pc']:6.3f} {r['dd']:6.3f} {r['md']:6.2f} {r['key']:6.1%}")
     c = corpus_reference_row(references, tunes)
-    print(f"{'corpus (held-out)':<17} {'both':<8} {'-':>8} {'-':>13} {'-':>6} {'-':>8} {'-':>7} {c['pd']:6.3f} {c['dd']:6.3f} {c['md']:6.2f} {'-':>6}")
+    print(f"{'corpus (held-out)':<17} {'both':<8} {'-':>8} {'-':>13} {'-':>6} {'-':>8} {'-':>7} {c['pd']:6.3f} {c['pc']:6.3f} {c['dd']:6.3f} {c['md']:6.2f} {'-':>6}")
     print(f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
 
 

@@ -181,3 +181,33 @@ def test_limericks_swing_in_three_with_stresses_on_downbeats():
     assert (ping.level, ru.level) == ("ping", "ru")
     assert melody_mod._share(4, [ping, ru], triple=False) == [3, 1]
     assert melody_mod._share(4, [ru, ping], triple=False) == [2, 2]
+
+
+def test_pentatonic_modes_of_corpus_tunes_and_their_own_register_statistics():
+    from collections import Counter
+
+    from synesthesia_midi.corpus_stats import pentatonic_mode
+
+    # sol la do re mi ending on sol: zhi; la do re mi sol ending on la: yu; a chromatic line: none.
+    assert pentatonic_mode(Counter({0: 5, 2: 3, 5: 4, 7: 4, 9: 2})) == "zhi"
+    assert pentatonic_mode(Counter({0: 5, 3: 3, 5: 4, 7: 4, 10: 2})) == "yu"
+    assert pentatonic_mode(Counter({d: 1 for d in range(12)})) == "other"
+    modes = melody_mod.load_stats()["families"]["zh"]["modes"]
+    assert all(modes[m]["tunes"] >= melody_mod.MIN_MODE_TUNES for m in ("gong", "shang", "zhi", "yu"))
+    # The major third above the final belongs to gong, not to zhi: each mode's table says so.
+    gong, zhi = melody_mod.IntervalModel("zh", "gong"), melody_mod.IntervalModel("zh", "zhi")
+    assert gong.register_logp(4, True) > zhi.register_logp(4, True) + 2.0
+    assert zhi.register_logp(5, True) > gong.register_logp(5, True) + 2.0
+    # Han songs live mostly in the octave above their final.
+    assert zhi.register_logp(5, False) > zhi.register_logp(-9, False) + 1.0
+
+
+def test_zhi_is_written_in_the_key_of_its_gong_and_melodies_end_on_the_final():
+    prosody = analyze(QINGMING)
+    zhi = melody_mod.compose(prosody, QINGMING, seed=1, key="G", mode="zhi")
+    assert zhi.template.key == (0, "major") and zhi.template.key_name == "C"  # G zhi: 1=C
+    assert set(zhi.template.key_triad) == {5, 9, 0}  # C E G above the final G
+    yu = melody_mod.compose(prosody, QINGMING, seed=1, key="A", mode="yu")
+    assert yu.template.key_name == "Am"
+    for melody in (zhi, yu):
+        assert melody.notes[-1].pitch == melody.template.tonic_midi
