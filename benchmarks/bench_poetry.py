@@ -16,7 +16,9 @@ shape, so that unconstrained text (often misshapen) is comparable with the "rand
 English forms (haiku, sonnet, limerick) use the ``shakespeare`` checkpoint, or a random-weights char
 model: line-count accuracy, syllable accuracy (haiku lines with 5/7/5), rhyme-scheme accuracy, dictionary
 words (share of words in the lexicon the decoder spells from: CMU words among wordfreq's common ones),
-cues (share of poems holding a drama speaker cue such as ``HASTINGS:``), and the validator's verdict.
+cues (share of poems holding a drama speaker cue such as ``HASTINGS:``, or opening on a short line of
+capitalised words only, like ``Provost Murderer,``), and the validator's verdict; ``constr.+primer`` adds
+the checkpoint's ``meta.primer`` (a speaker's cue prompted before the poem, as the pipeline does).
 English constraints: the exact line count, dictionary words without cues for char-level models, and
 haiku syllables; metre and rhyme are validator-only (reject-and-rank in the pipeline).
 ``--english-only`` skips the Chinese rows.
@@ -128,13 +130,16 @@ def verse_scores(text: str, n_lines: int, n_chars: int) -> tuple[bool, bool, flo
     return form_ok, rhyme_ok, tonal
 
 
-def generate(sampler, tokenizer, form, themes, n, seed, constrained, batch=50):
+def generate(sampler, tokenizer, form, themes, n, seed, constrained, batch=50, primer=""):
+    from dataclasses import replace
+
     from synesthesia.components import FormRequest, SamplingSettings
 
     texts, seconds = [], 0.0
     for start in range(0, n, batch):
         request = FormRequest(theme=themes[(start // batch) % len(themes)])
-        prompt = tokenizer.encode_conditioned(form.conditioning(request))
+        conditioning = form.conditioning(request)
+        prompt = tokenizer.encode_conditioned(replace(conditioning, prefix=primer + conditioning.prefix))
         processors = form.logits_processors(tokenizer, request) if constrained and form.logits_processors else []
         settings = SamplingSettings(temperature=0.8, top_k=50, top_p=0.95, max_new_tokens=form.max_new_tokens or 128,
                                     seed=seed + start)
@@ -172,8 +177,15 @@ def processor_cost(tokenizer, form, batch: int = 50) -> str:
             f"{spent / steps * 1000:.2f} ms per step for {batch} candidates ({spent / steps / batch * 1e6:.0f} µs per row)")
 
 
-# A drama speaker cue: a capitalised name (one or more words) followed by a colon, e.g. "KING RICHARD III:".
+# A drama speaker cue: a capitalised name (one or more words) followed by a colon, e.g. "KING RICHARD III:",
+# or, where colons are not allowed, a short first line of capitalised words only ("Provost Murderer,").
 SPEAKER_CUE = re.compile(r"(?m)^\s*[A-Z][A-Za-z]*(?: [A-Z][A-Za-z]*)*:")
+CUE_LIKE_LINE = re.compile(r"^\s*[A-Z][a-z']*(?:[ -][A-Z][a-z']*){0,3}[,.;:!?]?\s*$")
+
+
+def has_speaker_cue(text: str) -> bool:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return bool(SPEAKER_CUE.search(text)) or bool(lines and CUE_LIKE_LINE.match(lines[0]) and lines[0].strip() != "O")
 
 
 def mean(values) -> float:
@@ -255,6 +267,9 @@ def english_rows(args, forms) -> None:
     from synesthesia_poetry.constraints import english_lexicon
 
     lexicon = english_lexicon()
+    folder = Path(args.shakespeare) if args.shakespeare else CHECKPOINTS / "shakespeare"
+    config = folder / "config.json"
+    primer = json.loads(config.read_text(encoding="utf-8")).get("meta", {}).get("primer", {}) if config.is_file() else {}
 
     print()
     en_chars = [chr(c) for c in range(32, 127)] + ["\n"]
@@ -262,14 +277,17 @@ def english_rows(args, forms) -> None:
     sampler = TextSampler(model, tokenizer)
     print(f"English model: {described}; N={args.n_en} per row")
     print()
-    header = (f"{'form':<9} {'setting':<14} {'lines acc':>9} {'syllable acc':>12} {'scheme acc':>10} {'dict words':>10} "
+    header = (f"{'form':<9} {'setting':<15} {'lines acc':>9} {'syllable acc':>12} {'scheme acc':>10} {'dict words':>10} "
               f"{'cues':>5} {'valid':>6} {'s/poem':>7}")
     print(header)
     print("-" * len(header))
     for name, n_lines, scheme in (("haiku", 3, None), ("limerick", 5, "AABBA"), ("sonnet", 14, "ABABCDCDEFEFGG")):
-        for constrained in (False, True):
+        settings = [("unconstrained", False, ""), ("constrained", True, "")]
+        if name in primer.get("forms", []):
+            settings.append(("constr.+primer", True, primer["text"]))
+        for label, constrained, primer_text in settings:
             texts, seconds = generate(sampler, tokenizer, forms[name], THEMES_EN, args.n_en, args.seed, constrained,
-                                      batch=20)
+                                      batch=20, primer=primer_text)
             lines = [[x.strip() for x in t.splitlines() if x.strip()] for t in texts]
             lines_acc = mean(len(x) == n_lines for x in lines)
             if name == "haiku":
@@ -281,10 +299,9 @@ def english_rows(args, forms) -> None:
                           if scheme else float("nan"))
             valid = mean(forms[name].validate(t).ok for t in texts)
             words = mean(mean(w in lexicon.syllables for w in english.words(t)) for t in texts if english.words(t))
-            cues = mean(bool(SPEAKER_CUE.search(t)) for t in texts)
-            label = "constrained" if constrained else "unconstrained"
+            cues = mean(has_speaker_cue(t) for t in texts)
             fmt = lambda v: f"{v:.3f}" if v == v else "-"  # noqa: E731 - NaN prints as "-"
-            print(f"{name:<9} {label:<14} {lines_acc:>9.3f} {fmt(syll):>12} {fmt(scheme_acc):>10} {words:>10.3f} "
+            print(f"{name:<9} {label:<15} {lines_acc:>9.3f} {fmt(syll):>12} {fmt(scheme_acc):>10} {words:>10.3f} "
                   f"{cues:>5.2f} {valid:>6.3f} {seconds / len(texts):>7.3f}")
         sys.stdout.flush()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from synesthesia.components import Conditioning, SamplingSettings
+from synesthesia.components import Conditioning, FormRequest, SamplingSettings
 from synesthesia.corpus import classify_form, poem_lines
 
 CHECKPOINTS = Path(__file__).resolve().parents[1] / "plugins" / "synesthesia_transformer" / "checkpoints"
@@ -88,3 +88,26 @@ def test_shakespeare_haiku_is_dictionary_words_without_speaker_cues():
         assert haiku.validate(poem).ok, poem
         assert ":" not in poem and all(w in lexicon.syllables for w in english.words(poem)), poem
         assert not any(w[1:] != w[1:].lower() for w in english.WORD.findall(poem)), poem
+
+
+def test_shakespeare_primer_prompts_a_speaker_for_verse_forms_only():
+    """The checkpoint's meta.primer (a speaker's cue) is prompted for the verse forms and recorded in
+    the generator's description, but never returned as part of the poem; prose forms get none."""
+    from synesthesia.components import GenerationRequest
+    from synesthesia_poetry.forms import all_forms
+    from synesthesia_transformer import TransformerGenerator
+
+    forms = {f.name: f for f in all_forms()}
+    loaded = TransformerGenerator().load("shakespeare")
+    sonnet, story = forms["sonnet"], forms["story"]
+    request = sonnet.conditioning(FormRequest(theme="winter sea"))
+    texts = loaded.generate(GenerationRequest(
+        conditioning=request, sampling=SamplingSettings(seed=2, max_new_tokens=200), n=3,
+        make_logits_processors=lambda tok: sonnet.logits_processors(tok, FormRequest(theme="winter sea"))))
+    assert loaded.describe()["primer"] == "ROMEO:\n"
+    for text in texts:
+        assert not text.startswith("ROMEO") and ":" not in text, text
+        assert "\n\n" not in text.strip(), text  # one speech: no blank line that would open another cue
+    loaded.generate(GenerationRequest(conditioning=story.conditioning(FormRequest(theme="sea")),
+                                      sampling=SamplingSettings(seed=2, max_new_tokens=20)))
+    assert loaded.describe()["primer"] is None

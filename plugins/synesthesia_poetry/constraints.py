@@ -490,28 +490,42 @@ def english_lexicon() -> Lexicon:
     return Lexicon(syllables, fewest)
 
 
+@dataclass
+class _WordsRow:
+    partial: str = ""  # the word being written
+    line_open: bool = False  # the current line has text
+
+
 class EnglishWordsProcessor:
     """Only dictionary words, capitals only at a word's start and no colon, for char-level English
-    models: a drama-trained model then writes verse, not ``HASTINGS:I hope, t;``."""
+    models: a drama-trained model then writes verse, not ``HASTINGS:I hope, t;``. Without
+    ``blank_lines`` a line break needs text before it, so a stanza-less form stays one speech instead of
+    running on into the next speaker's cue."""
 
-    def __init__(self, tokenizer):
+    def __init__(self, tokenizer, blank_lines: bool = True):
         self.vocab = english_vocab(tokenizer)
         self.lexicon = english_lexicon()
+        self.blank_lines = blank_lines
         self.pieces = [str(tokenizer.id_to_piece(i)) for i in range(int(tokenizer.vocab_size))]
-        self.rows: list[str] = []  # per row: the word being written
+        self.rows: list[_WordsRow] = []
         self._seen = -1
 
     def _sync(self, generated) -> None:
         batch, length = int(generated.shape[0]), int(generated.shape[1]) if generated.dim() == 2 else 0
         if length == 0 or length != self._seen + 1 or len(self.rows) != batch:
-            self.rows = [""] * batch
+            self.rows = [_WordsRow() for _ in range(batch)]
             for row in range(batch):
                 for tid in generated[row].tolist() if length else []:
-                    self.rows[row] = _next_partial(self.rows[row], self.pieces[int(tid)])
+                    self._advance(self.rows[row], self.pieces[int(tid)])
         else:
             for row, tid in enumerate(generated[:, -1].tolist()):
-                self.rows[row] = _next_partial(self.rows[row], self.pieces[int(tid)])
+                self._advance(self.rows[row], self.pieces[int(tid)])
         self._seen = length
+
+    @staticmethod
+    def _advance(row: _WordsRow, piece: str) -> None:
+        row.partial = row.partial + piece if piece in _LETTERS else ""
+        row.line_open = piece != "\n" and (row.line_open or bool(piece.strip()))
 
     def __call__(self, generated, logits):
         import torch
@@ -519,7 +533,8 @@ class EnglishWordsProcessor:
         self._sync(generated)
         finite = torch.isfinite(logits)
         v = self.vocab
-        for index, partial in enumerate(self.rows):
+        for index, row in enumerate(self.rows):
+            partial = row.partial
             letters = torch.zeros_like(v.letter_mask)
             ok = [i for i, letter in v.letters if self.lexicon.letter_fits(partial, letter)]
             if ok:
@@ -528,14 +543,12 @@ class EnglishWordsProcessor:
                 allowed = letters  # inside a word that is not finished yet
             else:
                 allowed = v.verse_marks | letters
+                if not self.blank_lines and not row.line_open:
+                    allowed = allowed & ~v.newline
             allowed = allowed & finite[index]
             if bool(allowed.any()):
                 logits[index].masked_fill_(~allowed, float("-inf"))
         return logits
-
-
-def _next_partial(partial: str, piece: str) -> str:
-    return partial + piece if piece in _LETTERS else ""
 
 
 @dataclass

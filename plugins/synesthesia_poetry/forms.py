@@ -189,11 +189,11 @@ def _first_lines(n: int) -> Callable[[str], str]:
     return finalize
 
 
-def english_words_processors(tokenizer) -> list:
+def english_words_processors(tokenizer, blank_lines: bool = False) -> list:
     """Dictionary words and no speaker cues, for char-level English models (none for BPE)."""
     from synesthesia_poetry.constraints import EnglishWordsProcessor, is_char_level
 
-    return [EnglishWordsProcessor(tokenizer)] if is_char_level(tokenizer) else []
+    return [EnglishWordsProcessor(tokenizer, blank_lines=blank_lines)] if is_char_level(tokenizer) else []
 
 
 def _line_count_processors(n: int, max_line_chars: int) -> Callable[[Any, FormRequest], list]:

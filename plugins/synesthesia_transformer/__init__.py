@@ -29,6 +29,7 @@ class LoadedTransformer:
         self.dtype = dtype
         self.sampler = TextSampler(checkpoint.model, checkpoint.tokenizer, device=device, dtype=dtype)
         self.theme_mapping: dict[str, Any] | None = None
+        self.primer: str | None = None
 
     def describe(self) -> dict[str, Any]:
         model = self.checkpoint.model
@@ -43,6 +44,7 @@ class LoadedTransformer:
             "inference_dtype": self.dtype,
             "card": dict(self.checkpoint.meta or {}).get("card"),
             "theme_mapping": self.theme_mapping,
+            "primer": self.primer,
         }
 
     def _conditioning_for_model(self, conditioning: Conditioning) -> Conditioning:
@@ -63,8 +65,19 @@ class LoadedTransformer:
                   + (f"; conditioning on {' '.join(mapped.keywords)}" if mapped.keywords else ""), file=sys.stderr)
         return replace(conditioning, keywords=mapped.keywords)
 
+    def _primer(self, conditioning: Conditioning) -> str:
+        """Text the model is prompted with before the poem that is not part of it, from the checkpoint's
+        ``meta.primer`` ({"text", "forms"}): a drama-trained model is given a speaker's cue so that it
+        writes that speaker's lines rather than a cue of its own."""
+        primer = dict(self.checkpoint.meta or {}).get("primer") or {}
+        return str(primer.get("text", "")) if conditioning.form in primer.get("forms", []) else ""
+
     def _prompt_and_processors(self, request: GenerationRequest) -> tuple[list[int], list[Any]]:
-        prompt_ids = self.tokenizer.encode_conditioned(self._conditioning_for_model(request.conditioning))
+        conditioning = self._conditioning_for_model(request.conditioning)
+        self.primer = self._primer(conditioning) or None
+        if self.primer:
+            conditioning = replace(conditioning, prefix=self.primer + conditioning.prefix)
+        prompt_ids = self.tokenizer.encode_conditioned(conditioning)
         processors = list(request.logits_processors)
         if request.make_logits_processors is not None:
             processors += list(request.make_logits_processors(self.tokenizer))
