@@ -47,6 +47,14 @@ def test_english_words_are_lowercase_content_words():
     assert not {"thee", "thou", "art", "shall", "and", "more", "the"} & set(words)
 
 
+def test_speaker_cues_are_not_keywords():
+    play = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nKING RICHARD III:\n"
+            "Now is the winter of our discontent\n\nHAMLET\nThe sea is cold, Horatio.")
+    words = english_words(play)
+    assert {"proceed", "winter", "discontent", "sea", "cold", "horatio"} <= set(words)
+    assert not {"citizen", "king", "richard", "iii", "hamlet"} & set(words)
+
+
 def test_extractor_ranks_by_tfidf_and_respects_min_df():
     texts = [
         "The moon rose over the sea. The moon was pale.",

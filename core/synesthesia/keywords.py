@@ -109,11 +109,16 @@ def chinese_words(text: str) -> list[str]:
     return words
 
 
+# A line holding only a speaker's name: a play's cue ("First Citizen:") or a screenplay's ("ROMEO").
+# Names say who speaks, not what the passage is about, so they are not keywords.
+SPEAKER_CUE_LINE = re.compile(r"(?m)^[ \t]*(?:[A-Z][A-Za-z .'-]*:|[A-Z][A-Z .'-]+)[ \t]*$")
+
+
 def english_words(text: str) -> list[str]:
-    """Lower-cased content words of an English text."""
+    """Lower-cased content words of an English text, speaker-cue lines left out."""
     stop = english_stop_words()
     words = []
-    for match in _ENGLISH_WORD.finditer(text):
+    for match in _ENGLISH_WORD.finditer(SPEAKER_CUE_LINE.sub("", text)):
         word = match.group(0).lower().replace("’", "'")
         if word.endswith("'s"):
             word = word[:-2]
