@@ -30,7 +30,7 @@ import functools
 import re
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from synesthesia_poetry import chinese
 
@@ -133,6 +133,31 @@ def chinese_vocab(tokenizer) -> ChineseVocab:
 # Classical verse
 
 
+class RowStates:
+    """Per-row decoding state kept in step with the tokens generated so far. ``sync`` feeds each row's
+    newest token to ``step``; a batch size or length that is not the next step (a new generation, or a
+    processor reused) rebuilds every row from ``new_row()`` and the whole history."""
+
+    def __init__(self, new_row: Callable[[], Any], step: Callable[[Any, int], None]):
+        self.new_row = new_row
+        self.step = step
+        self.rows: list = []
+        self._seen = -1
+
+    def sync(self, generated) -> list:
+        batch, length = int(generated.shape[0]), int(generated.shape[1]) if generated.dim() == 2 else 0
+        if length == 0 or length != self._seen + 1 or len(self.rows) != batch:
+            self.rows = [self.new_row() for _ in range(batch)]
+            for row in range(batch):
+                for tid in generated[row].tolist() if length else []:
+                    self.step(self.rows[row], int(tid))
+        else:
+            for row, tid in enumerate(generated[:, -1].tolist()):
+                self.step(self.rows[row], int(tid))
+        self._seen = length
+        return self.rows
+
+
 @dataclass
 class _RowState:
     line: int = 0
@@ -164,8 +189,7 @@ class ClassicalVerseProcessor:
         self._fixed_rhyme = frozenset(rhyme_groups) if rhyme_groups else None
         self.key = set(chinese.key_positions(n_chars))
         self.prefix = prefix
-        self.states: list[_RowState] = []
-        self._seen = -1
+        self.tracker = RowStates(self._new_state, lambda state, tid: self._advance(state, tid, self._piece(tid)))
         self.relaxed = 0  # positions where the constraints had to be relaxed (for diagnostics)
 
     # -- state ----------------------------------------------------------------------------------
@@ -228,20 +252,6 @@ class ClassicalVerseProcessor:
         if state.line >= self.n_lines or (self.stop_after_line is not None and state.line > self.stop_after_line):
             state.done = True
 
-    def _sync(self, generated) -> None:
-        batch, length = int(generated.shape[0]), int(generated.shape[1]) if generated.dim() == 2 else 0
-        if length == 0 or length != self._seen + 1 or len(self.states) != batch:
-            self.states = [self._new_state() for _ in range(batch)]
-            for t in range(length):
-                for row in range(batch):
-                    tid = int(generated[row, t])
-                    self._advance(self.states[row], tid, self._piece(tid))
-        else:
-            last = generated[:, -1].tolist()
-            for row, tid in enumerate(last):
-                self._advance(self.states[row], int(tid), self._piece(int(tid)))
-        self._seen = length
-
     def _piece(self, token_id: int) -> str:
         pieces = self.vocab.pieces
         return pieces[token_id] if 0 <= token_id < len(pieces) else ""
@@ -288,9 +298,8 @@ class ClassicalVerseProcessor:
     def __call__(self, generated, logits):
         import torch
 
-        self._sync(generated)
         finite = torch.isfinite(logits)
-        for row, state in enumerate(self.states):
+        for row, state in enumerate(self.tracker.sync(generated)):
             for mask in self._masks(state):
                 allowed = mask & finite[row]
                 if bool(allowed.any()):
@@ -333,8 +342,8 @@ class LineCountProcessor:
         self.eos_id = int(tokenizer.eos_id)
         self.parts = token_line_parts(tokenizer)
         self.breaks = torch.tensor([len(p) > 1 for p in self.parts], dtype=torch.bool)  # [V] tokens with "\n"
-        self.rows: list[list] = []  # per row: [finished lines, current line has text, its length]
-        self._seen = -1
+        # per row: [finished lines, current line has text, its length]
+        self.tracker = RowStates(lambda: [0, False, 0], self._advance)
 
     def _advance(self, row: list, token_id: int) -> None:
         parts = self.parts[token_id] if 0 <= token_id < len(self.parts) else [""]
@@ -344,18 +353,6 @@ class LineCountProcessor:
             row[1], row[2] = False, 0
         row[1] = row[1] or bool(parts[-1].strip())
         row[2] += len(parts[-1])
-
-    def _sync(self, generated) -> None:
-        batch, length = int(generated.shape[0]), int(generated.shape[1]) if generated.dim() == 2 else 0
-        if length == 0 or length != self._seen + 1 or len(self.rows) != batch:
-            self.rows = [[0, False, 0] for _ in range(batch)]
-            for row in range(batch):
-                for tid in generated[row].tolist() if length else []:
-                    self._advance(self.rows[row], int(tid))
-        else:
-            for row, tid in enumerate(generated[:, -1].tolist()):
-                self._advance(self.rows[row], int(tid))
-        self._seen = length
 
     def _only(self, logits, finite, row: int, allowed) -> bool:
         allowed = allowed & finite[row]
@@ -367,9 +364,8 @@ class LineCountProcessor:
     def __call__(self, generated, logits):
         import torch
 
-        self._sync(generated)
         finite = torch.isfinite(logits)
-        for row, (done, open_line, length) in enumerate(self.rows):
+        for row, (done, open_line, length) in enumerate(self.tracker.sync(generated)):
             if done >= self.n_lines:
                 eos = torch.zeros_like(self.breaks)
                 eos[self.eos_id] = True
@@ -507,20 +503,7 @@ class EnglishWordsProcessor:
         self.lexicon = english_lexicon()
         self.blank_lines = blank_lines
         self.pieces = [str(tokenizer.id_to_piece(i)) for i in range(int(tokenizer.vocab_size))]
-        self.rows: list[_WordsRow] = []
-        self._seen = -1
-
-    def _sync(self, generated) -> None:
-        batch, length = int(generated.shape[0]), int(generated.shape[1]) if generated.dim() == 2 else 0
-        if length == 0 or length != self._seen + 1 or len(self.rows) != batch:
-            self.rows = [_WordsRow() for _ in range(batch)]
-            for row in range(batch):
-                for tid in generated[row].tolist() if length else []:
-                    self._advance(self.rows[row], self.pieces[int(tid)])
-        else:
-            for row, tid in enumerate(generated[:, -1].tolist()):
-                self._advance(self.rows[row], self.pieces[int(tid)])
-        self._seen = length
+        self.tracker = RowStates(_WordsRow, lambda row, tid: self._advance(row, self.pieces[tid]))
 
     @staticmethod
     def _advance(row: _WordsRow, piece: str) -> None:
@@ -530,10 +513,9 @@ class EnglishWordsProcessor:
     def __call__(self, generated, logits):
         import torch
 
-        self._sync(generated)
         finite = torch.isfinite(logits)
         v = self.vocab
-        for index, row in enumerate(self.rows):
+        for index, row in enumerate(self.tracker.sync(generated)):
             partial = row.partial
             letters = torch.zeros_like(v.letter_mask)
             ok = [i for i, letter in v.letters if self.lexicon.letter_fits(partial, letter)]
@@ -575,8 +557,7 @@ class SyllableLineProcessor:
         self.vocab = english_vocab(tokenizer)
         self.lexicon = english_lexicon()
         self.pieces = [str(tokenizer.id_to_piece(i)) for i in range(int(tokenizer.vocab_size))]
-        self.rows: list[_SyllableRow] = []
-        self._seen = -1
+        self.tracker = RowStates(_SyllableRow, lambda row, tid: self._advance(row, self.pieces[tid]))
 
     def _advance(self, row: _SyllableRow, piece: str) -> None:
         if row.line >= len(self.targets):
@@ -594,18 +575,6 @@ class SyllableLineProcessor:
                 row.partial = ""
             row.has_text = row.has_text or bool(piece.strip())
         row.last = piece
-
-    def _sync(self, generated) -> None:
-        batch, length = int(generated.shape[0]), int(generated.shape[1]) if generated.dim() == 2 else 0
-        if length == 0 or length != self._seen + 1 or len(self.rows) != batch:
-            self.rows = [_SyllableRow() for _ in range(batch)]
-            for row in range(batch):
-                for tid in generated[row].tolist() if length else []:
-                    self._advance(self.rows[row], self.pieces[int(tid)])
-        else:
-            for row, tid in enumerate(generated[:, -1].tolist()):
-                self._advance(self.rows[row], self.pieces[int(tid)])
-        self._seen = length
 
     def _allowed(self, row: _SyllableRow):
         import torch
@@ -637,9 +606,8 @@ class SyllableLineProcessor:
     def __call__(self, generated, logits):
         import torch
 
-        self._sync(generated)
         finite = torch.isfinite(logits)
-        for index, row in enumerate(self.rows):
+        for index, row in enumerate(self.tracker.sync(generated)):
             allowed = self._allowed(row) & finite[index]
             if bool(allowed.any()):
                 logits[index].masked_fill_(~allowed, float("-inf"))
