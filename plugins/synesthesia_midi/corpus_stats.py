@@ -11,8 +11,8 @@ never saw. The tonic of a tune is taken to be its final note, which holds for ne
 chorales; scale degrees are semitones above that tonic.
 
 Chinese tunes are also sorted by pentatonic mode (``pentatonic_mode``: gong, shang, zhi, yu, jue, named by
-the degree the tune ends on), with their own scale-degree counts: a zhi tune uses its degrees differently
-from a gong tune, and the mode counts tell the template how often each mode occurs.
+the degree the tune ends on), with their own register counts (semitones from the final): a zhi tune uses
+the pitches around its final differently from a gong tune.
 """
 
 from __future__ import annotations
@@ -102,7 +102,6 @@ class Counts:
     def __init__(self, by_mode: bool = False) -> None:
         self.by_mode = by_mode
         self.mode_tunes: Counter = Counter()
-        self.mode_degree_by_strength: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
         self.mode_register_by_strength: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
         self.register_by_strength: dict[str, Counter] = defaultdict(Counter)
         self.interval_bigram: dict[int | str, Counter] = defaultdict(Counter)
@@ -128,7 +127,6 @@ class Counts:
             self.degree_by_strength[beat][degree] += 1
             self.register_by_strength[beat][register] += 1
             if mode:
-                self.mode_degree_by_strength[mode][beat][degree] += 1
                 self.mode_register_by_strength[mode][beat][register] += 1
             self.durations[round(duration, 3)] += 1
             if following is not None:
@@ -143,9 +141,8 @@ class Counts:
             return {k: {str(d): c for d, c in sorted(v.items())} for k, v in sorted(by_beat.items())}
 
         modes = {
-            mode: {"tunes": self.mode_tunes[mode], "degree_by_strength": table(by_beat),
-                   "register_by_strength": table(self.mode_register_by_strength[mode])}
-            for mode, by_beat in sorted(self.mode_degree_by_strength.items())
+            mode: {"tunes": self.mode_tunes[mode], "register_by_strength": table(by_beat)}
+            for mode, by_beat in sorted(self.mode_register_by_strength.items())
         }
         return {
             "tunes": self.tunes,
@@ -175,8 +172,8 @@ def build(out_path: Path = STATS_PATH, verbose: bool = True) -> dict:
             continue
         counts["west"].add(melody_events(soprano))
     result = {
-        "about": "Interval bigrams, scale degree and register (semitones from the final) by beat strength, also "
-        "per pentatonic mode for zh, and duration counts from music21's corpus; built by "
+        "about": "Interval bigrams, scale degree and register (semitones from the final) by beat strength, "
+        "register also per pentatonic mode for zh, and duration counts from music21's corpus; built by "
         "synesthesia_midi/corpus_stats.py. Every tenth tune per source held out.",
         "sources": [name for _, name in SOURCES] + [f"bach chorales (Riemenschneider 1-{N_CHORALES}, soprano)"],
         "max_interval": MAX_INTERVAL,

@@ -2,8 +2,8 @@
 
 The template (in the spirit of TeleMelody's lyric-to-template step) is rule-based: key and mode from
 the poem's mood and form (gong for bright classical Chinese poems, yu for dark ones: the two pentatonic
-modes a major/minor listener, and music21's key finder, hear unambiguously), metre and tempo, one note per syllable, stressed syllables on strong beats,
-a long note at a caesura, a long note and a rest at a line end, a planned chord per bar, and a cadence
+modes a major/minor listener, and music21's key finder, hear unambiguously), metre and tempo, one note
+per syllable, stressed syllables on strong beats, a long note at a caesura, a long note and a rest at a line end, a planned chord per bar, and a cadence
 on the tonic or dominant at each line end (tonic at stanza ends).
 
 Pitches are then chosen by a beam search whose scores come from statistics *learned* from public-domain
@@ -387,7 +387,7 @@ def load_stats() -> dict:
 
 
 REGISTER_LOW, REGISTER_HIGH = -12, 19  # as corpus_stats counts them
-MIN_MODE_TUNES = 50  # fewer tunes than this in a mode: use the whole family's degree counts
+MIN_MODE_TUNES = 50  # fewer tunes than this in a mode: use the whole family's register counts
 
 
 class IntervalModel:
@@ -461,11 +461,11 @@ def choose_pitches(melody: Melody, rng: random.Random, *, beam_width: int = 12, 
     for i, note in enumerate(notes):
         chord = melody.chords[min(len(melody.chords) - 1, max(0, note.onset) // bar)][1]
         allowed = candidates
-        if note.cadence or i == last_index:
-            target = 0 if (note.cadence == "tonic" or i == last_index) else DOMINANT
+        if i == last_index:
+            allowed = [tonic]  # the tune ends on its final, which the register statistics count from
+        elif note.cadence:
+            target = 0 if note.cadence == "tonic" else DOMINANT
             allowed = [p for p in candidates if (p - tonic) % 12 == target]
-            if i == last_index:
-                allowed = [tonic]  # the tune ends on its final, which the register statistics count from
         elif note.strong:
             in_chord = [p for p in candidates if (p - tonic) % 12 in chord]
             allowed = in_chord or candidates
