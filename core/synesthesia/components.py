@@ -55,6 +55,9 @@ class FormRequest:
     theme: str = ""
     prompt: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    # The theme understood (``synesthesia.theme.understand_theme``), filled by the pipeline: the theme's
+    # own words first, then related imagery, in the order a form should place them; empty without a theme.
+    keywords: list[str] = field(default_factory=list)
 
 
 @dataclass
