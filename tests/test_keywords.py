@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from synesthesia import wordnet
+
 from synesthesia.keywords import (
     KEYWORDS_FILE,
     KeywordExtractor,
@@ -117,12 +119,19 @@ def test_map_theme_uses_the_tokenizer_when_a_word_was_never_a_keyword():
     assert "電腦" in result.describe()
 
 
-def test_map_theme_for_an_english_model_finds_near_keywords():
-    vocabulary = {"moon": 3, "rose": 2, "winter": 4, "crown": 1}
+def test_map_theme_for_an_english_model_maps_by_form_and_meaning_never_by_spelling():
+    vocabulary = {"moon": 3, "rose": 2, "winter": 4, "crown": 1, "told": 2, "cock": 1, "train": 1, "fiddle": 1}
     result = map_theme("Moons, winters, crowne, 月, zzzz", language="en", vocabulary=vocabulary)
-    assert result.keywords == ["moon", "winter", "crown"]
-    assert result.substitutions == {"Moons": "moon", "winters": "winter", "crowne": "crown"}
-    assert result.unknown == ["月", "zzzz"]
+    assert result.keywords == ["moon", "winter"]  # inflections are the same word
+    assert result.substitutions == {"Moons": "moon", "winters": "winter"}
+    assert result.unknown == ["crowne", "月", "zzzz"]  # crowne is spelt like crown, but is no word we know
+    # The garbles the issue found: old → told, clock → cock, rain → train. Meaning finds violin → fiddle.
+    garbled = map_theme("old violin, broken clock, city rain", language="en", vocabulary=vocabulary)
+    assert not {"told", "cock", "train"} & set(garbled.keywords)
+    if wordnet.available():
+        assert garbled.substitutions.get("violin") == "fiddle"
+    # Glue words are no theme: "harbor at dawn" never maps "at".
+    assert "at" not in map_theme("harbor at dawn", language="en", vocabulary={"at": 1}).keywords
     # Without a vocabulary every English word is passed through.
     assert map_theme("sea storm", language="en").keywords == ["sea", "storm"]
 

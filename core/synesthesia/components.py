@@ -71,6 +71,7 @@ class Form:
       checked on its own.
     - ``finalize(text) -> str``: optional clean-up of a raw generation (trim after the last line, ...).
     - ``max_new_tokens``: a sensible budget for one candidate.
+    - ``plan(request)``: optional keyword plan, which theme keyword each line should hold.
     """
 
     name: str
@@ -83,6 +84,9 @@ class Form:
     aliases: Sequence[str] = ()
     max_new_tokens: int | None = None
     stop: Sequence[str] = ()
+    # The keyword plan: which of ``request.keywords`` goes in which line, as [{"line": i, "keyword": k}]
+    # (recorded in the manifest; a form's processors place them).
+    plan: Callable[[FormRequest], list[dict[str, Any]]] | None = None
 
 
 # --------------------------------------------------------------------------------------------------

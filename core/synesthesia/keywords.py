@@ -13,8 +13,10 @@ it can be asked for again).
 
 Generation: ``map_theme`` turns a user's theme into keywords the model knows. Words the model saw as
 keywords are kept; Chinese words it did not see are split into characters it did see; English theme
-words asked of a Chinese model go through a small glossary (autumn -> 秋); what cannot be mapped is
-reported in ``ThemeKeywords.unknown`` instead of being passed on silently.
+words asked of a Chinese model go through a small glossary (autumn -> 秋); English words the model did
+not see go to a word related in meaning that it did (WordNet, see ``synesthesia.theme``), never to one
+spelt alike; what cannot be mapped is reported in ``ThemeKeywords.unknown`` instead of being passed on
+silently.
 """
 
 from __future__ import annotations
@@ -294,9 +296,13 @@ def map_theme(
             return ch in chars
         return vocab is None
 
+    from synesthesia.theme import THEME_STOP_EN
+
     for word in split_theme(theme):
         if len(result.keywords) >= max_keywords:
             break
+        if language != "zh" and word.lower() in THEME_STOP_EN:
+            continue  # "harbor at dawn": glue, not theme
         if language == "zh":
             mapped = _map_chinese_word(word, script or "traditional", known_word, known_char)
         else:
@@ -349,7 +355,11 @@ def _map_english_word(word: str, vocab: set[str] | None, known_word) -> list[str
     for variant in _english_variants(w):
         if variant in vocab:
             return [variant]
-    import difflib
+    # Then by meaning (WordNet), never by spelling: "old violin" must not become "told".
+    from synesthesia.theme import english_related
 
-    close = difflib.get_close_matches(w, sorted(vocab), n=1, cutoff=0.85)
-    return close
+    for related in english_related(w, limit=16):
+        for variant in _english_variants(related):
+            if variant in vocab:
+                return [variant]
+    return []

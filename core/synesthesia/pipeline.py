@@ -37,6 +37,7 @@ from synesthesia.components import (
 from synesthesia.errors import ConfigError, SynesthesiaError
 from synesthesia.fileio import write_atomic, write_json_atomic
 from synesthesia.plugins import Registry, get_registry
+from synesthesia.theme import text_quality, theme_coverage, understand_theme
 
 ARTWORK_DIR = "artwork"
 REVISIONS_DIR = "revisions"
@@ -79,6 +80,7 @@ class Plan:
     max_attempts: int
     constrained: bool
     config: dict[str, Any]
+    theme: Any = None  # synesthesia.theme.ThemeUnderstanding
 
 
 def _validated_options(renderer: Renderer, raw: Mapping[str, Any] | None) -> Any:
@@ -111,6 +113,8 @@ def plan(config: Mapping[str, Any], registry: Registry | None = None) -> Plan:
     form = registry.form(str(cfg.get("form", "free")))
     request = FormRequest(theme=str(cfg.get("theme") or ""), prompt=str(cfg.get("prompt") or ""),
                           options=dict(cfg.get("form_options") or {}))
+    theme = understand_theme(request.theme, form.language)
+    request.keywords = theme.keywords
     model_cfg = dict(cfg.get("model") or {})
     generator = registry.generator(str(model_cfg.get("generator", "transformer")))
     model_name = str(model_cfg.get("name", "auto"))
@@ -152,24 +156,47 @@ def plan(config: Mapping[str, Any], registry: Registry | None = None) -> Plan:
                 dtype=str(model_cfg.get("dtype", "float32")),
                 renderers=validated, sampling=sampling,
                 candidates=candidates, max_attempts=attempts, constrained=bool(gen.get("constrained", True)),
-                config=cfg)
+                config=cfg, theme=theme)
 
 
 # --------------------------------------------------------------------------------------------------
 # Writing
 
 
-def choose_best(form: Form, texts: list[str], request: FormRequest | None) -> tuple[int, list[Validation]]:
-    """Index of the best candidate (valid ones first, then by score) and every verdict."""
+def choose_best(form: Form, texts: list[str], request: FormRequest | None, *,
+                likelihoods: list[float | None] | None = None,
+                theme: Any = None) -> tuple[int, list[Validation], list[dict[str, Any]]]:
+    """Index of the best candidate, every verdict, and every candidate's ranking scores.
+
+    Candidates are ranked by form validity, then theme coverage (``synesthesia.theme.theme_coverage``
+    of ``theme``, a ``ThemeUnderstanding``), then quality: the model's mean log-likelihood per token
+    (when the generator can score texts) minus penalties for filler and repetition, then the form's score.
+    """
     verdicts = [form.validate(t, request) for t in texts]
-    best = max(range(len(texts)), key=lambda i: (verdicts[i].ok, verdicts[i].score, -i))
-    return best, verdicts
+    likelihoods = likelihoods or [None] * len(texts)
+    scores = []
+    for text, verdict, likelihood in zip(texts, verdicts, likelihoods):
+        quality = text_quality(text, form.language)
+        scores.append({"form_score": round(float(verdict.score), 4),
+                       "coverage": round(theme_coverage(text, theme), 4) if theme is not None else 0.0,
+                       "loglik": None if likelihood is None else round(float(likelihood), 4),
+                       "filler": round(quality["filler"], 4), "repetition": round(quality["repetition"], 4),
+                       "quality": round((likelihood or 0.0) - quality["penalty"], 4)})
+    best = max(range(len(texts)),
+               key=lambda i: (verdicts[i].ok, scores[i]["coverage"], scores[i]["quality"], verdicts[i].score, -i))
+    return best, verdicts, scores
 
 
 def write_candidates(plan_: Plan, loaded: Any, log=print) -> tuple[str, Validation, list[dict[str, Any]]]:
-    """Generate rounds of candidates until one is valid; return the chosen text and the candidate log."""
+    """Generate rounds of candidates until one is valid; return the chosen text and the candidate log.
+
+    Candidates are ranked by ``choose_best``; a generator with a ``score(request, texts)`` method (mean
+    log-likelihood per token) contributes the model's likelihood to the ranking.
+    """
     history: list[dict[str, Any]] = []
+    best: tuple | None = None
     best_text, best_verdict = "", Validation(ok=False, score=-1.0)
+    scorer = getattr(loaded, "score", None)
     for attempt in range(plan_.max_attempts):
         settings = SamplingSettings(**{**asdict(plan_.sampling), "seed": plan_.sampling.seed + attempt})
         request = GenerationRequest(
@@ -183,12 +210,15 @@ def write_candidates(plan_: Plan, loaded: Any, log=print) -> tuple[str, Validati
         )
         raw = loaded.generate(request)
         texts = [plan_.form.finalize(t) if plan_.form.finalize else t.strip() for t in raw]
-        index, verdicts = choose_best(plan_.form, texts, plan_.request)
-        for text, verdict in zip(texts, verdicts):
+        likelihoods = scorer(request, texts) if callable(scorer) else None
+        index, verdicts, scores = choose_best(plan_.form, texts, plan_.request, likelihoods=likelihoods,
+                                              theme=plan_.theme)
+        for text, verdict, score in zip(texts, verdicts, scores):
             history.append({"attempt": attempt, "seed": settings.seed, "text": text, "ok": verdict.ok,
-                            "score": round(float(verdict.score), 4), "problems": verdict.problems})
-        if (verdicts[index].ok, verdicts[index].score) > (best_verdict.ok, best_verdict.score):
-            best_text, best_verdict = texts[index], verdicts[index]
+                            "score": round(float(verdict.score), 4), "problems": verdict.problems, **score})
+        key = (verdicts[index].ok, scores[index]["coverage"], scores[index]["quality"], verdicts[index].score)
+        if best is None or key > best:
+            best, best_text, best_verdict = key, texts[index], verdicts[index]
         if best_verdict.ok:
             break
     if not best_verdict.ok:
@@ -302,6 +332,8 @@ def run_pipeline(config: Mapping[str, Any], run_dir: Path, *, registry: Registry
     plan_ = plan(config, registry)  # every check before any work
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if plan_.theme.unknown:
+        log(f"note: theme word(s) not understood, left out: {', '.join(plan_.theme.unknown)}")
     t0 = time.perf_counter()
     loaded = load_generator(plan_)
     timings["load_model"] = round(time.perf_counter() - t0, 3)
@@ -316,6 +348,7 @@ def run_pipeline(config: Mapping[str, Any], run_dir: Path, *, registry: Registry
         "intent": {"form": plan_.form.name, "language": plan_.form.language, "theme": plan_.request.theme,
                    "prompt": plan_.request.prompt, "title": str(config.get("title") or ""),
                    "form_options": plan_.request.options},
+        "theme": {**plan_.theme.to_dict(), "plan": plan_.form.plan(plan_.request) if plan_.form.plan else []},
         "conditioning": asdict(conditioning),
         "seed": plan_.sampling.seed,
         "model": loaded.describe(),
@@ -401,6 +434,9 @@ def render_revision(path: Path, *, force: bool = False, registry: Registry | Non
         verdict = asdict(registry.form(form_name).validate(new_text, request)) if form_name else None
     except ConfigError:
         verdict = None
+    if verdict is not None and not verdict["ok"]:
+        log(f"warning: the text no longer obeys form '{form_name}': {'; '.join(verdict['problems'][:3])} "
+            "(rendered anyway; the manifest records it)")
     new_manifest = {
         **manifest,
         "text": new_text,

@@ -58,6 +58,18 @@ def chinese_keywords(theme: str) -> list[str]:
     return list(dict.fromkeys(keywords))
 
 
+def line_plan(request: FormRequest, n_lines: int, *, han_only: bool = False) -> list[dict[str, Any]]:
+    """The theme's keywords in line order, one a line: [{"line": i, "keyword": k}]. The theme's own
+    words come first in ``request.keywords``, so they are placed before related imagery."""
+    keywords = [k for k in request.keywords if not han_only or (len(k) == 1 and chinese.is_han(k))]
+    return [{"line": i, "keyword": k} for i, k in enumerate(keywords[:n_lines])]
+
+
+def _line_keywords(request: FormRequest, n_lines: int) -> list[str | None]:
+    planned = {p["line"]: p["keyword"] for p in line_plan(request, n_lines, han_only=True)}
+    return [planned.get(i) for i in range(n_lines)]
+
+
 def _validation(report: chinese.VerseReport) -> Validation:
     ok = report.structure_ok and report.rhyme_ok and report.heads_ok
     return Validation(ok=ok, score=round(max(0.0, report.score), 4), problems=report.problems)
@@ -110,11 +122,13 @@ def classical_form(spec: ClassicalForm) -> Form:
         return [ClassicalVerseProcessor(tokenizer, spec.n_lines, spec.n_chars, pattern=pattern or None,
                                         prefix=str(request.options.get("prefix", "")),
                                         tones=_bool_option(request, "tones", True),
-                                        rhyme=_bool_option(request, "rhyme", True))]
+                                        rhyme=_bool_option(request, "rhyme", True),
+                                        line_keywords=_line_keywords(request, spec.n_lines))]
 
     return Form(
         name=spec.name, description=spec.description, language="zh", conditioning=conditioning,
         validate=validate, logits_processors=processors,
+        plan=lambda request: line_plan(request, spec.n_lines, han_only=True),
         finalize=lambda text: _canonical_verse(text, spec.n_lines, spec.n_chars),
         aliases=spec.aliases, max_new_tokens=spec.n_lines * (spec.n_chars + 2) + 4,
     )
@@ -152,7 +166,8 @@ def cangtou_form() -> Form:
 
         heads, n_lines, n_chars = shape(request)
         return [ClassicalVerseProcessor(tokenizer, n_lines, n_chars, heads=heads,
-                                        pattern=request.options.get("pattern") or None)]
+                                        pattern=request.options.get("pattern") or None,
+                                        line_keywords=_line_keywords(request, n_lines))]
 
     return Form(
         name="藏头诗", description="藏头诗 acrostic: form_options.head (or the theme) begins the lines",
@@ -387,47 +402,10 @@ def fountain_elements(text: str) -> list[tuple[str, str]]:
     return elements
 
 
-def validate_screenplay(text: str, request: FormRequest | None = None) -> Validation:
-    kinds = [k for k, _ in fountain_elements(text)]
-    problems = []
-    if "scene_heading" not in kinds:
-        problems.append("no scene heading (INT. PLACE - DAY)")
-    elif kinds[0] != "scene_heading":
-        problems.append("the scene does not begin with its heading")
-    if "character" not in kinds or "dialogue" not in kinds:
-        problems.append("no character cue followed by dialogue")
-    if "action" not in kinds:
-        problems.append("no action line")
-    score = (("scene_heading" in kinds) + ("character" in kinds) + ("dialogue" in kinds) + ("action" in kinds)) / 4
-    return Validation(ok=not problems, score=score, problems=problems)
-
-
-def screenplay_conditioning(request: FormRequest) -> Conditioning:
-    heading = str(request.options.get("heading") or "")
-    keywords = [w for w in re.split(r"[\s,;]+", request.theme.strip()) if w]
-    return Conditioning(form="screenplay", keywords=keywords, language="en",
-                        prefix=(heading.upper() + "\n\n") if heading else "")
-
-
-SENTENCE_END = re.compile(r"[.!?…。！？][\"'”’)]*")
-
-
-def finalize_story(text: str) -> str:
-    text = text.strip()
-    ends = list(SENTENCE_END.finditer(text))
-    return text[: ends[-1].end()] if ends else text
-
-
-def validate_story(text: str, request: FormRequest | None = None) -> Validation:
-    min_words = int((request.options.get("min_words") if request else None) or 40)
-    n_words = len(re.findall(r"\w+", text))
-    problems = []
-    if n_words < min_words:
-        problems.append(f"{n_words} words; a story fragment has at least {min_words}")
-    if not SENTENCE_END.search(text.strip()[-3:] or " "):
-        problems.append("the fragment stops mid-sentence")
-    score = min(1.0, n_words / min_words) * (0.5 + 0.5 * (not problems))
-    return Validation(ok=not problems, score=round(score, 4), problems=problems)
+# Validators, conditioning and the decoding state machine of the prose forms live in ``prose``.
+from synesthesia_poetry.prose import (SENTENCE_END, finalize_screenplay, finalize_story,  # noqa: E402,F401
+                                      screenplay_conditioning, validate_screenplay, validate_story)
+from synesthesia_poetry import prose  # noqa: E402
 
 
 # --------------------------------------------------------------------------------------------------
@@ -453,12 +431,8 @@ def all_forms() -> list[Form]:
         Form(name="free", description="Free verse; form_options.stanzas=[3,3,2] fixes a stanza shape",
              language=None, conditioning=_english_conditioning("free", any_language=True), validate=validate_free,
              logits_processors=free_processors, finalize=lambda t: t.strip(), max_new_tokens=300),
-        Form(name="screenplay", description="A screenplay scene in Fountain: heading, action, cues, dialogue",
-             language="en", conditioning=screenplay_conditioning, validate=validate_screenplay,
-             finalize=lambda t: t.strip(), max_new_tokens=600),
-        Form(name="story", description="A story fragment in prose, ending on a full sentence", language="en",
-             conditioning=_english_conditioning("story"), validate=validate_story, finalize=finalize_story,
-             max_new_tokens=500),
+        prose.screenplay_form(),
+        prose.story_form(),
     ]
     return forms
 

@@ -58,9 +58,11 @@ class LoadedTransformer:
         language = conditioning.language or (languages[0] if languages else "en")
         mapped = map_theme(conditioning.keywords, language=language,
                            vocabulary=load_keyword_vocabulary(self.checkpoint.path), tokenizer=self.tokenizer)
-        self.theme_mapping = {"theme": list(conditioning.keywords), "keywords": mapped.keywords,
-                              "substitutions": mapped.substitutions, "unknown": mapped.unknown}
-        if mapped.unknown:
+        mapping = {"theme": list(conditioning.keywords), "keywords": mapped.keywords,
+                   "substitutions": mapped.substitutions, "unknown": mapped.unknown}
+        said_before = mapping == self.theme_mapping
+        self.theme_mapping = mapping
+        if mapped.unknown and not said_before:  # once, not once per round of candidates
             print(f"note: model '{self.name}' knows no keyword for: {', '.join(mapped.unknown)}"
                   + (f"; conditioning on {' '.join(mapped.keywords)}" if mapped.keywords else ""), file=sys.stderr)
         return replace(conditioning, keywords=mapped.keywords)
@@ -72,12 +74,15 @@ class LoadedTransformer:
         primer = dict(self.checkpoint.meta or {}).get("primer") or {}
         return str(primer.get("text", "")) if conditioning.form in primer.get("forms", []) else ""
 
-    def _prompt_and_processors(self, request: GenerationRequest) -> tuple[list[int], list[Any]]:
+    def _prompt_and_processors(self, request: GenerationRequest,
+                               with_processors: bool = True) -> tuple[list[int], list[Any]]:
         conditioning = self._conditioning_for_model(request.conditioning)
         self.primer = self._primer(conditioning) or None
         if self.primer:
             conditioning = replace(conditioning, prefix=self.primer + conditioning.prefix)
         prompt_ids = self.tokenizer.encode_conditioned(conditioning)
+        if not with_processors:
+            return prompt_ids, []
         processors = list(request.logits_processors)
         if request.make_logits_processors is not None:
             processors += list(request.make_logits_processors(self.tokenizer))
@@ -88,6 +93,31 @@ class LoadedTransformer:
         texts = self.sampler.generate(prompt_ids, request.sampling, n=request.n, logits_processors=processors)
         prefix = request.conditioning.prefix
         return [prefix + t for t in texts]
+
+    def score(self, request: GenerationRequest, texts: list[str]) -> list[float]:
+        """Mean log-likelihood per token of each text after the request's prompt (the model's own
+        probabilities, no constraints): how the pipeline ranks candidates by likelihood."""
+        import torch
+
+        prompt_ids, _ = self._prompt_and_processors(request, with_processors=False)
+        prefix = request.conditioning.prefix
+        block = self.checkpoint.model.config.block_size
+        scores = []
+        model = self.checkpoint.model
+        with torch.no_grad():
+            for text in texts:
+                body = text[len(prefix):] if prefix and text.startswith(prefix) else text
+                ids = (prompt_ids + self.tokenizer.encode(body))[-block - 1:]
+                n_text = min(len(ids) - 1, len(ids) - len(prompt_ids)) if body else 0
+                if n_text <= 0:
+                    scores.append(0.0)
+                    continue
+                idx = torch.tensor([ids[:-1]], dtype=torch.long, device=self.sampler.device)
+                targets = torch.full_like(idx, -100)
+                targets[0, -n_text:] = torch.tensor(ids[-n_text:])
+                _, loss = model(idx, targets)
+                scores.append(-float(loss))
+        return scores
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
         prompt_ids, processors = self._prompt_and_processors(request)
