@@ -131,6 +131,67 @@ def test_resume_after_a_kill_reproduces_the_uninterrupted_losses(tmp_path, verse
         assert torch.equal(tensor, reference_weights[name]), name
 
 
+MILTON = """When I consider how my light is spent,
+Ere half my days, in this dark world and wide,
+And that one talent which is death to hide
+Lodged with me useless, though my soul more bent
+To serve therewith my Maker, and present
+My true account, lest he returning chide;
+"""
+
+
+def test_early_stopping_exports_the_best_evaluation_and_stops(tmp_path, verse):
+    val = tmp_path / "milton.txt"
+    val.write_text(MILTON, encoding="utf-8")
+    # A constant learning rate, so the weights at a step do not depend on max_iters; the tiny model learns
+    # the sonnet by heart, and its loss on another poem falls, then rises (around step 90 of 300).
+    common = [f"data.paths=[{verse}]", f"data.val_paths=[{val}]", *TINY, "model.dropout=0.0", "model.n_embd=64",
+              "optim.learning_rate=3e-3", "optim.min_lr=3e-3", "optim.warmup_iters=0"]
+    run = [f"out_dir={tmp_path / 'run'}", "optim.max_iters=300", "early_stopping.patience=3", "export_dtype=float16"]
+    result = main(common + run)
+    val_losses = {r["step"]: r["val_loss"] for r in rows(result.metrics_path) if "val_loss" in r}
+    assert result.stopped_early and result.step == result.best_step + 3 * 10 < 300  # three evaluations, no gain
+    assert max(val_losses) == result.step
+    assert result.best_val_loss == min(val_losses.values()) == val_losses[result.best_step]
+    assert val_losses[result.step] > result.best_val_loss + 0.05  # it did overfit after the best step
+
+    # best/ and the float16 export hold the best step's weights: those of a run that ended there.
+    reference = main(common + [f"out_dir={tmp_path / 'reference'}", f"optim.max_iters={result.best_step}"])
+    expected = load_checkpoint(reference.checkpoint).model.state_dict()
+    best, export, last = (load_checkpoint(p) for p in (result.best, result.export, result.checkpoint))
+    assert export.dtype == "float16" and result.best == tmp_path / "run" / "best"
+    for name, tensor in expected.items():
+        assert torch.equal(best.model.state_dict()[name], tensor), name
+        assert torch.equal(export.model.state_dict()[name], tensor.half().float()), name
+    assert not torch.equal(last.model.lm_head.weight, best.model.lm_head.weight)
+    for ckpt in (best, export, last):
+        assert ckpt.meta["best_step"] == result.best_step and ckpt.meta["best_val_loss"] == result.best_val_loss
+    state = json.loads((result.checkpoint / "train_state.json").read_text())
+    assert state["step"] == result.step and state["best_step"] == result.best_step and state["evals_since_best"] == 3
+
+    # Resuming a stopped run trains no further; a larger patience goes on from where it stopped.
+    again = main(common + run + ["resume=true"])
+    assert again.stopped_early and again.step == result.step and again.best_step == result.best_step
+    more = main(common + run[:-2] + ["early_stopping.patience=5", "resume=true"])
+    assert more.step == result.best_step + 5 * 10 and more.best_step == result.best_step
+
+
+def test_without_early_stopping_options_the_best_is_still_exported(tmp_path, verse):
+    val = tmp_path / "milton.txt"
+    val.write_text(MILTON, encoding="utf-8")
+    common = [f"data.paths=[{verse}]", f"data.val_paths=[{val}]", *TINY, "model.dropout=0.0", "model.n_embd=64",
+              "optim.learning_rate=3e-3", "optim.min_lr=3e-3", "optim.warmup_iters=0", "optim.max_iters=150",
+              "export_dtype=float32"]
+    result = main(common + [f"out_dir={tmp_path / 'run'}"])
+    assert result.step == 150 and not result.stopped_early and result.best_step < 150
+    best, export = load_checkpoint(result.best), load_checkpoint(result.export)
+    assert torch.equal(export.model.lm_head.weight, best.model.lm_head.weight)
+    last = main(common + [f"out_dir={tmp_path / 'last'}", "early_stopping.keep_best=false"])
+    assert last.best is None and not (tmp_path / "last" / "best").exists()
+    assert torch.equal(load_checkpoint(last.export).model.lm_head.weight,
+                       load_checkpoint(last.checkpoint).model.lm_head.weight)
+
+
 def test_a_finished_run_is_not_overwritten_by_accident(tmp_path, verse):
     common = [f"data.paths=[{verse}]", f"out_dir={tmp_path / 'run'}", "optim.max_iters=2", *TINY]
     main(common)
@@ -255,6 +316,7 @@ def test_folders_and_splits(tmp_path):
         ("data.split=sentence", "data.split"),
         ("tokenizer.kind=word", "tokenizer.kind"),
         ("device=tpu", "device"),
+        ("early_stopping.patience=0", "early_stopping.patience"),
         ("data.val_paths=val.txt", r"brackets, e.g. data.paths=\[corpus.txt\]"),
     ],
 )

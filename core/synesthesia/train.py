@@ -3,9 +3,17 @@
 One run writes into ``out_dir``:
 
     checkpoint/     the latest checkpoint, with optimizer and RNG state (see synesthesia.checkpoint)
+    best/           the weights of the evaluation with the lowest validation loss so far (float32)
     metrics.jsonl   one JSON object per logged step / evaluation
     loss.png        the loss curves, redrawn at each evaluation
-    export/         (with export_dtype) a weights-only copy for shipping, e.g. in float16
+    export/         (with export_dtype) a weights-only copy for shipping, e.g. in float16: of best/
+                    when there is one, else of the last step
+
+Early stopping: every evaluation whose validation loss beats the best so far (by more than
+``early_stopping.min_delta``) rewrites ``best/``; with ``early_stopping.patience=N``, training stops after
+N evaluations in a row without such an improvement. The best step and loss are recorded in the meta of
+``best/``, ``export/`` and ``checkpoint/`` (``best_step``, ``best_val_loss``), so a model that went on to
+overfit ships the weights from before it did. ``early_stopping.keep_best=false`` exports the last step.
 
 ``resume=true`` continues from ``out_dir/checkpoint`` exactly: the model, AdamW moments, the global RNG
 (dropout) and the data sampler's generator are restored, so the resumed run draws the same batches and
@@ -84,11 +92,20 @@ class OptimSection:
 
 
 @dataclass
+class EarlyStoppingSection:
+    # Evaluations in a row without a new best validation loss before training stops; None: never early.
+    patience: Optional[int] = None
+    min_delta: float = 0.0  # an improvement must lower the best validation loss by more than this
+    keep_best: bool = True  # keep out_dir/best (the best evaluation's weights) and export those
+
+
+@dataclass
 class TrainConfig:
     data: DataSection = field(default_factory=DataSection)
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
     model: ModelSection = field(default_factory=ModelSection)
     optim: OptimSection = field(default_factory=OptimSection)
+    early_stopping: EarlyStoppingSection = field(default_factory=EarlyStoppingSection)
     out_dir: str = "runs/train"
     resume: bool = False  # continue from out_dir/checkpoint
     init_from: Optional[str] = None  # a checkpoint folder (or registered name) to fine-tune
@@ -172,6 +189,10 @@ def validate(cfg) -> None:
     need(0 <= o.beta1 < 1 and 0 <= o.beta2 < 1, "optim.beta1 and optim.beta2 must be in [0, 1)")
     for name in ("eval_interval", "eval_iters", "log_interval", "checkpoint_interval"):
         need(getattr(cfg, name) >= 1, f"{name} must be a positive integer")
+    es = cfg.early_stopping
+    need(es.patience is None or es.patience >= 1,
+         "early_stopping.patience must be a positive number of evaluations (or null: never stop early)")
+    need(es.min_delta >= 0, "early_stopping.min_delta must be >= 0")
     need(cfg.dtype in ("auto", "float32", "bfloat16"), f"dtype must be auto, float32 or bfloat16, got {cfg.dtype!r}")
     need(cfg.export_dtype in (None, "float32", "float16", "bfloat16"),
          f"export_dtype must be float32, float16 or bfloat16, got {cfg.export_dtype!r}")
@@ -237,6 +258,10 @@ class TrainResult:
     metrics_path: Path
     plot_path: Path
     export: Path | None = None
+    best_step: int | None = None  # the evaluation with the lowest validation loss
+    best_val_loss: float | None = None
+    best: Path | None = None  # out_dir/best, when kept
+    stopped_early: bool = False
 
 
 def main(overrides: list[str] | tuple[str, ...] = ()) -> TrainResult:
@@ -278,6 +303,7 @@ def train(cfg, on_step: Callable[[int, dict], None] | None = None) -> TrainResul
         torch.backends.cudnn.allow_tf32 = True
     out_dir = Path(cfg.out_dir)
     ckpt_dir = out_dir / "checkpoint"
+    best_dir = out_dir / "best"
     metrics_path = out_dir / "metrics.jsonl"
     plot_path = out_dir / "loss.png"
     o = cfg.optim
@@ -333,11 +359,13 @@ def train(cfg, on_step: Callable[[int, dict], None] | None = None) -> TrainResul
     model.to(device)
     optimizer = model.configure_optimizers(o.weight_decay, o.learning_rate, (o.beta1, o.beta2), device_type)
     train_batches = WindowSampler(train_split, block_size, o.batch_size, cfg.data.window_start, cfg.seed, device)
-    start_step, best_val = 0, None
+    start_step, best_val, best_step, evals_since_best = 0, None, None, 0
     if state:
         load_optimizer_state(ckpt_dir, optimizer)
         start_step = int(state["step"])
         best_val = state.get("best_val_loss")
+        best_step = state.get("best_step")
+        evals_since_best = int(state.get("evals_since_best", 0))
         train_batches.set_state(state["rng"]["data"])
         torch.set_rng_state(state["rng"]["torch"])
         if device_type == "cuda" and "cuda" in state["rng"]:
@@ -379,13 +407,23 @@ def train(cfg, on_step: Callable[[int, dict], None] | None = None) -> TrainResul
         train_state = {
             "step": step,
             "best_val_loss": best_val,
+            "best_step": best_step,
+            "evals_since_best": evals_since_best,
             "tokens_seen": step * tokens_per_step,
             "data": {"fingerprint": fingerprint, "train_tokens": len(train_split),
                      "val_tokens": len(val_split) if val_split is not None else 0},
             "config": OmegaConf.to_container(cfg, resolve=True),
             "rng": rng,
         }
-        save_checkpoint(ckpt_dir, model, tokenizer, optimizer=optimizer, train_state=train_state, meta=meta)
+        save_checkpoint(ckpt_dir, model, tokenizer, optimizer=optimizer, train_state=train_state,
+                        meta=best_meta())
+
+    def best_meta() -> dict:
+        return {**meta, **({"best_step": best_step, "best_val_loss": best_val} if best_step is not None else {})}
+
+    def patience_spent() -> bool:
+        patience = cfg.early_stopping.patience
+        return patience is not None and evals_since_best >= patience
 
     meta = dict(OmegaConf.to_container(cfg.meta, resolve=True) or {}) if cfg.meta else {}
     meta.setdefault("trained_by", "synesthesia.train")
@@ -398,9 +436,15 @@ def train(cfg, on_step: Callable[[int, dict], None] | None = None) -> TrainResul
     window_tokens, window_start_time = 0, time.perf_counter()
     run_tokens, run_start_time = 0, time.perf_counter()
     step = start_step
+    stopped_early = False
+    if not state:
+        _remove_checkpoint_dir(best_dir)  # an earlier run's best/ (overwrite=true) must not be exported
     compiled.train()
     try:
         while step < o.max_iters:
+            if patience_spent():
+                stopped_early = True
+                break
             lr = learning_rate(step, o)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -434,7 +478,13 @@ def train(cfg, on_step: Callable[[int, dict], None] | None = None) -> TrainResul
                 evaluation = {"step": step, "eval_train_loss": losses["train"]}
                 if val_loss is not None:
                     evaluation.update(val_loss=val_loss, val_ppl=math.exp(min(val_loss, 50.0)))
-                    best_val = val_loss if best_val is None else min(best_val, val_loss)
+                    if best_val is None or val_loss < best_val - cfg.early_stopping.min_delta:
+                        best_val, best_step, evals_since_best = val_loss, step, 0
+                        evaluation["best"] = True
+                        if cfg.early_stopping.keep_best:
+                            save_checkpoint(best_dir, model, tokenizer, meta=best_meta())
+                    else:
+                        evals_since_best += 1
                 history.append(evaluation)
                 _append_jsonl(metrics_path, evaluation)
                 _plot_losses(history, plot_path)
@@ -442,7 +492,7 @@ def train(cfg, on_step: Callable[[int, dict], None] | None = None) -> TrainResul
                     f"step {step}: train {losses['train']:.4f}"
                     + (f", val {val_loss:.4f} (ppl {math.exp(min(val_loss, 50.0)):.2f})" if val_loss is not None else "")
                 )
-            if step % cfg.checkpoint_interval == 0 or step == o.max_iters:
+            if step % cfg.checkpoint_interval == 0 or step == o.max_iters or patience_spent():
                 write_checkpoint(step)
             progress.update(1)
             if on_step is not None:
@@ -453,9 +503,18 @@ def train(cfg, on_step: Callable[[int, dict], None] | None = None) -> TrainResul
         _plot_losses(history, plot_path)
     if step == start_step and start_step > 0:
         val_loss = state.get("best_val_loss")
+    if stopped_early and cfg.progress:
+        print(f"early stopping at step {step}: no new best validation loss in {cfg.early_stopping.patience} "
+              f"evaluations (best {best_val:.4f} at step {best_step})")
+    best = best_dir if cfg.early_stopping.keep_best and (best_dir / "config.json").exists() else None
     export = None
     if cfg.export_dtype:
-        export = save_checkpoint(out_dir / "export", model, tokenizer, meta=meta, dtype=cfg.export_dtype)
+        if best is not None:  # the best evaluation's weights, not the last step's
+            best_model = load_checkpoint(best, device="cpu").model
+            export = save_checkpoint(out_dir / "export", best_model, tokenizer, meta=best_meta(),
+                                     dtype=cfg.export_dtype)
+        else:
+            export = save_checkpoint(out_dir / "export", model, tokenizer, meta=meta, dtype=cfg.export_dtype)
     total_elapsed = time.perf_counter() - run_start_time
     if cfg.progress:
         print(f"checkpoint: {ckpt_dir}  metrics: {metrics_path}  loss curve: {plot_path}"
@@ -470,7 +529,18 @@ def train(cfg, on_step: Callable[[int, dict], None] | None = None) -> TrainResul
         metrics_path=metrics_path,
         plot_path=plot_path,
         export=export,
+        best_step=best_step,
+        best_val_loss=best_val,
+        best=best,
+        stopped_early=stopped_early,
     )
+
+
+def _remove_checkpoint_dir(path: Path) -> None:
+    import shutil
+
+    if (path / "config.json").exists():
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _resolve_checkpoint(name_or_path: str) -> Path:
