@@ -247,6 +247,28 @@ def test_validators_see_the_request_at_run_and_after_an_edit(tmp_path):
     assert [l[0] for l in lines] == list("春夏秋冬") and manifest["validation"]["ok"]
     # The artist swaps the first character: the text no longer carries the requested heads.
     (artwork / "text.txt").write_text("夏" + manifest["text"][1:], encoding="utf-8")
-    assert run_cli("render", str(run_dir), env=env).returncode == 0
+    rendered = run_cli("render", str(run_dir), env=env)
+    assert rendered.returncode == 0
     revised = json.loads((artwork / "manifest.json").read_text(encoding="utf-8"))
     assert revised["revision"] == 2 and not revised["validation"]["ok"]
+    # ...and the artist is told so in one line, not only in the manifest.
+    warnings = [line for line in rendered.stderr.splitlines() if "no longer obeys form '藏头诗'" in line]
+    assert len(warnings) == 1, rendered.stderr
+
+
+def test_the_manifest_says_how_the_theme_was_understood_and_placed(tmp_path):
+    run_dir = tmp_path / "theme"
+    result = run_cli("run", f"hydra.run.dir={run_dir}", "form=七绝", "theme=江雪", "model.name=tang",
+                     "pipeline.renderers=[poem_text]", "generation.candidates=4",
+                     env={"SYNESTHESIA_PLUGINS": "transformer,poetry"})
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((run_dir / "artwork" / "manifest.json").read_text(encoding="utf-8"))
+    theme = manifest["theme"]
+    assert theme["words"] == ["江", "雪"] and theme["keywords"][:2] == ["江", "雪"]
+    assert theme["sources"]["江"] == "theme" and theme["sources"][theme["keywords"][2]] == "imagery"
+    lines = [l for l in manifest["text"].replace("，", "\n").replace("。", "\n").splitlines() if l.strip()]
+    assert [p["line"] for p in theme["plan"]] == [0, 1, 2, 3]
+    for entry in theme["plan"]:  # every planned keyword landed in its own line
+        assert entry["keyword"] in lines[entry["line"]], (entry, lines)
+    chosen = [c for c in manifest["candidates"] if c["text"] == manifest["text"]][0]
+    assert chosen["coverage"] > 0 and chosen["loglik"] < 0 and {"filler", "repetition", "quality"} <= set(chosen)

@@ -10,8 +10,8 @@ from synesthesia.tokenizer import CharTokenizer
 from synesthesia_poetry import chinese
 from synesthesia_poetry.constraints import (
     ClassicalVerseProcessor,
-    EnglishWordsProcessor,
     LineCountProcessor,
+    SyllableLineProcessor,
     chinese_vocab,
     english_lexicon,
 )
@@ -216,12 +216,16 @@ def test_english_verse_spells_dictionary_words_and_writes_no_speaker_cues():
     for piece in "HSAGTIN:":
         bias[tokenizer.token_id(piece)] = 2.0
     bias[tokenizer.eos_id] = -3.0
-    processors = FORMS["limerick"].logits_processors(tokenizer, FormRequest(theme="sea"))
-    assert any(isinstance(p, EnglishWordsProcessor) for p in processors)
+    processors = FORMS["limerick"].logits_processors(tokenizer, FormRequest(theme="sea", keywords=["sea"]))
+    assert any(isinstance(p, SyllableLineProcessor) for p in processors)
     texts = decode_randomly(tokenizer, processors, batch=6, steps=400, seed=3, bias=bias)
     lexicon = english_lexicon()
     for text in texts:
-        assert len([line for line in text.split("\n") if line.strip()]) == 5, repr(text)
+        lines = [line for line in text.split("\n") if line.strip()]
+        assert len(lines) == 5, repr(text)
+        # Planned rhyme words end the lines: the whole AABBA scheme holds, and the theme word is there.
+        assert english.scheme_accuracy(lines, "AABBA") == 1.0, repr(text)
+        assert "sea" in english.words(text), repr(text)
         assert ":" not in text, repr(text)
         raw_words = english.WORD.findall(text)
         assert len(raw_words) >= 5 and all(w.lower() in lexicon.syllables for w in raw_words), repr(text)

@@ -522,6 +522,10 @@ class Lexicon:
 _WORD_SHAPE = re.compile(r"[a-z]+(?:'[a-z]+)*")
 
 
+# wordfreq's common words include other languages' syllables (ha, ma, su, yo, de): of two-letter words only
+# these English ones are kept, so a line never closes on a fragment like "the sta".
+TWO_LETTER_WORDS = frozenset("ah am an as at be by do eh go he hi ho if in is it lo me my no of oh ok on or "
+                             "ox so to up us we ye".split())
 COMMON_WORDS = 50_000  # wordfreq's most frequent English words that the lexicon draws on
 POETIC_ELISIONS = frozenset(("o'er", "ne'er", "e'er", "'tis", "'twas"))
 
@@ -531,7 +535,7 @@ def english_lexicon() -> Lexicon:
     """Common English words with a CMU pronunciation: the CMU Pronouncing Dictionary (via ``pronouncing``)
     holds ~126k entries, many of them surnames and abbreviations (``hastert``, ``th``), so only those
     among wordfreq's COMMON_WORDS most frequent words are kept (plus contractions of them and a few
-    poetic elisions); of single letters only ``a``, ``i`` and ``o``."""
+    poetic elisions); of single letters only ``a``, ``i`` and ``o``, of two letters only ``TWO_LETTER_WORDS``."""
     import pronouncing
     from wordfreq import top_n_list
 
@@ -542,7 +546,7 @@ def english_lexicon() -> Lexicon:
     for word, phones in pronouncing.lookup.items():
         if not phones or not _WORD_SHAPE.fullmatch(word.lstrip("'")) or not re.search(r"[aeiouy]", word):
             continue
-        if len(word) == 1 and word not in "aio":
+        if len(word) == 1 and word not in "aio" or len(word) == 2 and word not in TWO_LETTER_WORDS:
             continue
         if word not in common and word.split("'")[0] not in common and word not in POETIC_ELISIONS:
             continue
@@ -609,41 +613,112 @@ class _SyllableRow:
     partial: str = ""  # the word being written
     has_text: bool = False
     last: str = ""
+    queue: str = ""  # characters the form writes next (a planned keyword or the line's rhyme word)
+    keyword_placed: bool = False
+    closing: bool = False  # the line's rhyme word is written: only punctuation or the line break follow
+    plan: int = -1  # which of the processor's plans this row follows (its row index)
+
+
+@dataclass(frozen=True)
+class LinePlan:
+    """What one line must do: exactly ``syllables``; end on ``end_word`` (a rhyme) and hold ``keyword``
+    (a theme word) when given."""
+
+    syllables: int
+    end_word: str | None = None
+    keyword: str | None = None
+
+
+def word_syllables(word: str) -> int:
+    from synesthesia_poetry import english
+
+    return english.syllables(word)
 
 
 class SyllableLineProcessor:
-    """Lines of exactly the given syllable counts (e.g. 5-7-5), for char-level tokenizers.
+    """Lines of exactly the given syllable counts (e.g. 5-7-5), for char-level tokenizers; optionally
+    each line ending on a planned rhyme word and holding a planned theme keyword (Hafez-style
+    rhyme-constrained decoding, with lexical constraints).
 
-    Words are dictionary words (``english_lexicon``, whose counts are the CMU counts the haiku validator
-    uses): a letter is allowed only if some word starting so still fits the line's remaining syllables,
-    a word ends only where it is whole; the line break only when the count is met, and then it is the
-    only choice (after at most one punctuation mark). No capitals inside words and no colon (see
+    Words are dictionary words (``english_lexicon``, whose counts are the CMU counts the validators use):
+    a letter is allowed only if some word starting so still fits the line's remaining syllables, a word
+    ends only where it is whole; the line break only when the count is met, and then it is the only
+    choice (after at most one punctuation mark). No capitals inside words and no colon (see
     ``EnglishWordsProcessor``).
+
+    ``plans`` gives per-line ``LinePlan``s, one list per candidate row (row ``r`` uses
+    ``plans[r % len(plans)]``, so a batch of candidates tries different rhyme words). The syllables of a
+    line's keyword and end word are held back from the free words; when only they are left, the form
+    spells them (the keyword first, unless the model already wrote it), then the line ends.
     """
 
-    def __init__(self, tokenizer, syllables: tuple[int, ...]):
-        self.targets = tuple(syllables)
+    def __init__(self, tokenizer, syllables: tuple[int, ...] = (), plans: Sequence[Sequence[LinePlan]] = ()):
+        self.plans = [list(p) for p in plans] or [[LinePlan(n) for n in syllables]]
+        self.targets = tuple(p.syllables for p in self.plans[0])
         self.vocab = english_vocab(tokenizer)
         self.lexicon = english_lexicon()
         self.pieces = [str(tokenizer.id_to_piece(i)) for i in range(int(tokenizer.vocab_size))]
+        self.char_ids = {p: i for i, p in enumerate(self.pieces) if len(p) == 1}
         self.tracker = RowStates(_SyllableRow, lambda row, tid: self._advance(row, self.pieces[tid]))
+
+    def _plan(self, row: _SyllableRow) -> LinePlan | None:
+        plan = self.plans[max(row.plan, 0) % len(self.plans)]
+        return plan[row.line] if row.line < len(plan) else None
+
+    @staticmethod
+    def _keyword_pending(row: _SyllableRow, plan: LinePlan) -> bool:
+        return bool(plan.keyword) and not row.keyword_placed and row.partial.lower() != plan.keyword
+
+    def _reserve(self, row: _SyllableRow, plan: LinePlan) -> int:
+        """Syllables held back for the words the form places: the rhyme word, and the keyword until written."""
+        reserve = word_syllables(plan.end_word) if plan.end_word else 0
+        if self._keyword_pending(row, plan):
+            reserve += word_syllables(plan.keyword)
+        return reserve
 
     def _advance(self, row: _SyllableRow, piece: str) -> None:
         if row.line >= len(self.targets):
             return
+        if row.queue and piece == row.queue[0]:
+            row.queue = row.queue[1:]
         if piece == "\n":
             if row.has_text:
                 row.line += 1
                 row.done, row.partial, row.has_text = 0, "", False
+                row.keyword_placed, row.closing, row.queue = False, False, ""
         elif piece in _LETTERS:
             row.partial += piece
             row.has_text = True
         else:
             if row.partial:
-                row.done += self.lexicon.word_syllables(row.partial) or 0
-                row.partial = ""
+                self._word_done(row)
             row.has_text = row.has_text or bool(piece.strip())
         row.last = piece
+
+    def _word_done(self, row: _SyllableRow) -> None:
+        word = row.partial.lower().replace("’", "'")
+        plan = self._plan(row)
+        row.done += self.lexicon.word_syllables(word) or (word_syllables(word) if plan else 0)
+        if plan and plan.keyword and not row.keyword_placed and word in (plan.keyword, plan.keyword + "s"):
+            row.keyword_placed = True
+        row.partial = ""
+
+    def _force(self, row: _SyllableRow, word: str):
+        """Queue ``word`` (after a space where one is needed) and return the mask of its first character."""
+        sep = " " if row.has_text and row.last not in (" ", "") and not row.partial else ""
+        if row.partial:  # close the finished word first
+            sep = " "
+        row.queue = sep + word
+        return self._queue_mask(row)
+
+    def _queue_mask(self, row: _SyllableRow):
+        import torch
+
+        mask = torch.zeros_like(self.vocab.newline)
+        token = self.char_ids.get(row.queue[0])
+        if token is not None:
+            mask[token] = True
+        return mask
 
     def _allowed(self, row: _SyllableRow):
         import torch
@@ -651,20 +726,43 @@ class SyllableLineProcessor:
         v = self.vocab
         eos = torch.zeros_like(v.newline)
         eos[v.eos_id] = True
-        if row.line >= len(self.targets):
+        plan = self._plan(row)
+        if plan is None:
             return eos
-        target = self.targets[row.line]
+        if row.queue:
+            return self._queue_mask(row)
         last_line = row.line == len(self.targets) - 1
         line_end = eos | v.newline if last_line else v.newline
+        if row.closing:
+            return line_end | v.punct if row.partial else line_end
+        target = plan.syllables
+        if plan.keyword and not row.keyword_placed and row.partial.lower() == plan.keyword:
+            return v.space | v.punct  # the keyword is written: close it as it is ("lamp", not "lamplight")
+        reserve = self._reserve(row, plan)
+        if not row.partial and reserve and row.done + reserve > target:
+            # Over budget (a word the lexicon counts otherwise): keep the rhyme, drop the keyword.
+            row.keyword_placed = True
+            reserve = self._reserve(row, plan)
         letters = torch.zeros_like(v.letter_mask)
-        budget = target - row.done
+        budget = target - reserve - row.done
         ok = [i for i, letter in v.letters if self.lexicon.letter_fits(row.partial, letter, budget)]
         if ok:
             letters[torch.tensor(ok)] = True
         word = self.lexicon.word_syllables(row.partial) if row.partial else 0
-        if word is None or row.done + word > target:
+        if word is None and row.partial.lower() in (plan.keyword, plan.end_word):
+            word = word_syllables(row.partial)  # a placed word the common-word lexicon lacks
+        if word is None or row.done + word + reserve > target:
             return letters  # only a longer word can close here
-        if row.done + word == target and row.has_text:
+        if row.done + word + reserve == target and (row.has_text or reserve):
+            if reserve and (row.partial or row.last in (" ", "") or row.last in ",.;!?-—"):
+                if row.partial:  # the free words are done: close this one (or let it grow by letters that
+                    return v.space | v.punct | letters  # add no syllable), then the form writes the rest
+                if self._keyword_pending(row, plan):
+                    return self._force(row, plan.keyword)
+                row.closing = True
+                return self._force(row, plan.end_word)
+            if reserve:
+                return v.space
             # The count is met: end the line; a word in progress may still grow by letters that add no
             # syllable, and be closed by one punctuation mark.
             if not row.partial:
@@ -676,7 +774,10 @@ class SyllableLineProcessor:
         import torch
 
         finite = torch.isfinite(logits)
-        for index, row in enumerate(self.tracker.sync(generated)):
+        rows = self.tracker.sync(generated)
+        for index, row in enumerate(rows):
+            if row.plan < 0:
+                row.plan = index
             allowed = self._allowed(row) & finite[index]
             if bool(allowed.any()):
                 logits[index].masked_fill_(~allowed, float("-inf"))

@@ -133,3 +133,75 @@ def scheme_accuracy(lines: list[str], scheme: str, allow_identical: bool = False
         else:
             firsts[letter] = i
     return sum(checks) / len(checks) if checks else 0.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Rhyme words for a scheme (Hafez-style planning)
+
+RHYME_MIN_ZIPF = 3.3  # end words are common words (wordfreq Zipf frequency)
+
+
+@functools.lru_cache(maxsize=1)
+def rhyme_classes() -> dict[str, tuple[str, ...]]:
+    """CMU rhyming part → common one- and two-syllable dictionary words sharing it, most frequent first.
+    Two words of a class rhyme by ``rhymes`` (the validators' test)."""
+    from wordfreq import zipf_frequency
+
+    from synesthesia_poetry.constraints import english_lexicon
+
+    from synesthesia import wordnet
+
+    # Names rhyme too (singh, nora): an end word must also be a WordNet word (noun, verb, adjective, adverb).
+    known = (lambda w: any(w in wordnet._index(pos) for pos in ("noun", "verb", "adj", "adv"))) \
+        if wordnet.available() else (lambda w: True)
+    classes: dict[str, list[tuple[float, str]]] = {}
+    for word, count in english_lexicon().syllables.items():
+        if count > 2 or "'" in word or len(word) < 3 or not known(word):
+            continue
+        freq = zipf_frequency(word, "en")
+        if freq < RHYME_MIN_ZIPF:
+            continue
+        classes.setdefault(rhyme_key(word), []).append((freq, word))
+    return {key: tuple(w for _, w in sorted(words, reverse=True)) for key, words in classes.items()
+            if len(words) >= 3}
+
+
+def rhyme_partners(word: str) -> tuple[str, ...]:
+    """Common words that rhyme with ``word`` (not the word itself)."""
+    return tuple(w for w in rhyme_classes().get(rhyme_key(word), ()) if w != word.lower())
+
+
+def plan_rhymes(scheme: str, preferred: list[str], variant: int = 0) -> dict[str, list[str]]:
+    """End words for each letter of ``scheme`` (e.g. "ABAB CDCD EFEF GG"): a letter's first word is a
+    ``preferred`` (theme) word where one has enough rhymes, else a common word; the rest rhyme with it.
+    ``variant`` rotates the preferred words and the choice of partners, so candidates differ."""
+    import random
+
+    letters = [ch for ch in scheme if ch != " "]
+    needed = {ch: letters.count(ch) for ch in dict.fromkeys(letters)}
+    rng = random.Random(f"{scheme}|{'|'.join(preferred)}|{variant}")
+    seeds = [w for w in preferred if len(rhyme_partners(w)) >= 2]
+    if seeds:
+        shift = variant % len(seeds)
+        seeds = seeds[shift:] + seeds[:shift]
+    pools = sorted(rhyme_classes().values(), key=len, reverse=True)[:60]
+    used: set[str] = set()
+    plan: dict[str, list[str]] = {}
+    for letter, count in needed.items():
+        seed = next((w for w in seeds if w not in used), None)
+        if seed is not None:
+            partners = [w for w in rhyme_partners(seed) if w not in used][:12]
+            if len(partners) >= count - 1:
+                chosen = [seed] + rng.sample(partners, count - 1)
+                used.update(chosen)
+                plan[letter] = chosen
+                seeds.remove(seed)
+                continue
+        while True:
+            pool = [w for w in rng.choice(pools) if w not in used][:16]
+            if len(pool) >= count:
+                chosen = rng.sample(pool, count)
+                used.update(chosen)
+                plan[letter] = chosen
+                break
+    return plan

@@ -211,26 +211,82 @@ def english_words_processors(tokenizer, blank_lines: bool = False) -> list:
     return [EnglishWordsProcessor(tokenizer, blank_lines=blank_lines)] if is_char_level(tokenizer) else []
 
 
-def _line_count_processors(n: int, max_line_chars: int) -> Callable[[Any, FormRequest], list]:
-    def processors(tokenizer, request: FormRequest) -> list:
-        from synesthesia_poetry.constraints import LineCountProcessor
+HAIKU_SYLLABLES = (5, 7, 5)
+VERSE_PLANS = 8  # rhyme-word plans per batch of candidates (row r follows plan r mod 8)
 
-        # Words first: a line that has grown too long still ends after a whole word.
-        return english_words_processors(tokenizer) + [LineCountProcessor(tokenizer, n, max_line_chars=max_line_chars)]
+
+@dataclass(frozen=True)
+class VerseShape:
+    """An English verse form for planned decoding: syllables per line (one tuple per plan variant, used in
+    turn), the rhyme scheme (None: unrhymed) and how many theme keywords to place."""
+
+    syllables: tuple[tuple[int, ...], ...]
+    scheme: str | None
+    keywords: int
+
+
+VERSE_SHAPES = {
+    "haiku": VerseShape(((5, 7, 5),), None, 3),
+    "limerick": VerseShape(((8, 8, 5, 5, 8), (9, 9, 6, 6, 9)), "AABBA", 3),
+    "sonnet": VerseShape(((10,) * 14,), "ABABCDCDEFEFGG", 4),
+}
+
+
+def english_keywords(request: FormRequest, limit: int) -> list[str]:
+    """The theme's words a line can hold: plain lower-case words, the theme's own first."""
+    return [k for k in request.keywords if re.fullmatch(r"[a-z]+", k)][:limit]
+
+
+def english_line_plan(name: str, request: FormRequest) -> list[dict[str, Any]]:
+    """Which theme keyword each line holds: spread over the poem, the theme's own words first."""
+    shape = VERSE_SHAPES[name]
+    n_lines = len(shape.syllables[0])
+    words = english_keywords(request, shape.keywords)
+    return [{"line": j * n_lines // len(words), "keyword": w} for j, w in enumerate(words)] if words else []
+
+
+def verse_plans(name: str, request: FormRequest, variants: int = VERSE_PLANS) -> list[list[Any]]:
+    """Per candidate row, a ``LinePlan`` per line: syllables, rhyme word (theme words first), keyword."""
+    from synesthesia_poetry.constraints import LinePlan, word_syllables
+
+    shape = VERSE_SHAPES[name]
+    keywords = {p["line"]: p["keyword"] for p in english_line_plan(name, request)}
+    preferred = english_keywords(request, 8)
+    plans = []
+    for variant in range(variants):
+        targets = shape.syllables[variant % len(shape.syllables)]
+        ends: list[str | None] = [None] * len(targets)
+        if shape.scheme:
+            rhymes = english.plan_rhymes(shape.scheme, preferred, variant)
+            taken = {letter: iter(words) for letter, words in rhymes.items()}
+            ends = [next(taken[letter]) for letter in shape.scheme]
+        lines = []
+        for i, target in enumerate(targets):
+            end, keyword = ends[i], keywords.get(i)
+            room = target - (word_syllables(end) if end else 0) - 1
+            if keyword and (keyword == end or word_syllables(keyword) > room):
+                keyword = None
+            lines.append(LinePlan(target, end, keyword))
+        plans.append(lines)
+    return plans
+
+
+def planned_verse_processors(name: str) -> Callable[[Any, FormRequest], list]:
+    """Char-level models get planned lines (syllables, rhyme words, theme keywords); others (BPE) the
+    line count, with syllables and rhyme checked after."""
+
+    def processors(tokenizer, request: FormRequest) -> list:
+        from synesthesia_poetry.constraints import LineCountProcessor, SyllableLineProcessor, is_char_level
+
+        n_lines = len(VERSE_SHAPES[name].syllables[0])
+        if is_char_level(tokenizer):
+            return [SyllableLineProcessor(tokenizer, plans=verse_plans(name, request))]
+        return [LineCountProcessor(tokenizer, n_lines, max_line_chars=60)]
 
     return processors
 
 
-HAIKU_SYLLABLES = (5, 7, 5)
-
-
-def haiku_processors(tokenizer, request: FormRequest) -> list:
-    """Char-level models get exact 5-7-5 syllables; others (BPE) the line count, syllables checked after."""
-    from synesthesia_poetry.constraints import LineCountProcessor, SyllableLineProcessor, is_char_level
-
-    if is_char_level(tokenizer):
-        return [SyllableLineProcessor(tokenizer, HAIKU_SYLLABLES)]
-    return [LineCountProcessor(tokenizer, 3, max_line_chars=40)]
+haiku_processors = planned_verse_processors("haiku")
 
 
 def validate_haiku(text: str, request: FormRequest | None = None) -> Validation:
@@ -417,13 +473,16 @@ def all_forms() -> list[Form]:
     forms += [
         Form(name="haiku", description="Haiku: three lines of 5, 7 and 5 syllables", language="en",
              conditioning=_english_conditioning("haiku"), validate=validate_haiku,
-             logits_processors=haiku_processors, finalize=_first_lines(3), max_new_tokens=128),
+             logits_processors=haiku_processors, finalize=_first_lines(3), max_new_tokens=128,
+             plan=lambda request: english_line_plan("haiku", request)),
         Form(name="sonnet", description="Shakespearean sonnet: 14 lines, ABAB CDCD EFEF GG, iambic pentameter",
              language="en", conditioning=_english_conditioning("sonnet"), validate=validate_sonnet,
-             logits_processors=_line_count_processors(14, 60), finalize=_first_lines(14), max_new_tokens=860),
+             logits_processors=planned_verse_processors("sonnet"), finalize=_first_lines(14), max_new_tokens=860,
+             plan=lambda request: english_line_plan("sonnet", request)),
         Form(name="limerick", description="Limerick: five lines rhyming AABBA", language="en",
              conditioning=_english_conditioning("limerick"), validate=validate_limerick,
-             logits_processors=_line_count_processors(5, 56), finalize=_first_lines(5), max_new_tokens=290),
+             logits_processors=planned_verse_processors("limerick"), finalize=_first_lines(5), max_new_tokens=290,
+             plan=lambda request: english_line_plan("limerick", request)),
         Form(name="acrostic", description="Acrostic: form_options.word (or the theme) spelt by the first letters",
              language="en", conditioning=_english_conditioning("acrostic"), validate=validate_acrostic,
              logits_processors=acrostic_processors, finalize=lambda t: "\n".join(verse_lines(t)),
