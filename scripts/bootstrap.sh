@@ -15,6 +15,7 @@ DEBIAN_PACKAGES=(
   jackd2
   libjack-jackd2-dev
   libasound2-dev
+  wordnet-base  # WordNet 3.0 data files: English words related to a theme (synesthesia.wordnet)
 )
 
 missing=()
