@@ -73,14 +73,18 @@ def test_one_note_per_syllable_in_scale_stressed_on_strong_beats_with_cadences(t
         assert n.duration >= 4  # a long note at every line end
     assert (notes[-1].pitch - template.tonic_midi) % 12 == 0
     if prosody.language == "zh":
-        assert template.mode in ("gong", "yu") and len(template.scale) == 5
+        assert template.mode in ("gong", "shang", "zhi", "yu") and len(template.scale) == 5
         caesura_notes = [n for n in notes if n.syllable.caesura_after]
         assert all(n.duration >= 4 for n in caesura_notes)
-        # Strong-beat notes are tones of the bar's chord.
+        # Long notes inside a line take the key's pillars; other strong beats the bar's pentatonic anchors.
         for n in notes:
-            if n.strong and not n.cadence:
-                chord = melody.chords[n.onset // template.bar_units][1]
-                assert (n.pitch - template.tonic_midi) % 12 in chord
+            degree = (n.pitch - template.tonic_midi) % 12
+            if n.cadence:
+                continue
+            if n.duration >= melody_mod.PILLAR_MIN_UNITS:
+                assert degree in template.pillars
+            elif n.strong:
+                assert degree in melody.chords[n.onset // template.bar_units][1]
 
 
 def test_mandarin_tones_steer_the_melodic_direction():

@@ -46,7 +46,8 @@ def test_pipeline_writes_poem_midi_and_wav_for_english_then_chinese(tiny_checkpo
     run_dir = tmp_path / "run"
     result = run_cli("run", f"hydra.run.dir={run_dir}", f"model.name={tiny_checkpoint}", "form=free",
                      "pipeline.renderers=[midi]", "generation.candidates=1", "generation.max_attempts=1",
-                     "generation.max_new_tokens=40", "renderer.midi.audio_engine=builtin", "seed=3", env=env)
+                     "generation.max_new_tokens=40", "renderer.midi.audio_engine=builtin", "seed=3", "theme=grief",
+                     env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     artwork = run_dir / "artwork"
     manifest = json.loads((artwork / "manifest.json").read_text(encoding="utf-8"))
@@ -64,7 +65,9 @@ def test_pipeline_writes_poem_midi_and_wav_for_english_then_chinese(tiny_checkpo
     lyrics = _lyrics(artwork / "midi" / "melody.mid")
     assert "".join(lyrics) == "白日依山尽黄河入海流欲穷千里目更上一层楼"
     summary = json.loads((artwork / "midi" / "melody.json").read_text(encoding="utf-8"))
-    assert summary["language"] == "zh" and summary["mode"] in ("gong", "yu")
+    assert summary["language"] == "zh" and summary["mode"] in ("gong", "shang", "zhi", "yu")
+    # The artist's theme reaches the renderer on a re-render too: grief asks for yu, whatever the new text says.
+    assert summary["mood"]["theme"] == "grief" and summary["mood"]["mood"] == "sorrow" and summary["mode"] == "yu"
     assert _wav_seconds(artwork / "midi" / "melody.wav") > read_midi(artwork / "midi" / "melody.mid").length
     # The English revision is kept beside the new one.
     kept = run_dir / "revisions" / "rev-001" / "midi" / "melody.mid"

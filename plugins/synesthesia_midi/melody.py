@@ -29,9 +29,11 @@ from pathlib import Path
 
 from synesthesia.errors import ConfigError
 
+from .mood import MoodReading, read_mood
 from .prosody import Prosody, Syllable
 
 UNITS_PER_QUARTER = 2  # the rhythm grid is the eighth note
+TONIC_LOW = 56  # Ab3: the lowest tonic of a neutral mood; the highest is G4, eleven semitones up
 STATS_PATH = Path(__file__).parent / "data" / "melody_stats.json"
 
 NOTE_NAMES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
@@ -72,21 +74,17 @@ INNER_CHORDS = {
     "yu": (0, 5, 0, 7),
 }
 
+# Pentatonic harmony (Chinese modes): one anchor set per bar instead of a triad (``pentatonic_areas``).
+# An inner bar is a home bar twice as often as an away bar.
+AWAY = -1
+PENTATONIC_INNER = (0, 0, AWAY)
+# A note this long inside a line (a caesura) is a pillar: it takes ``Template.pillars``, the tones that
+# name the key. The key finder, like a listener, weighs notes by how long they sound.
+PILLAR_MIN_UNITS = 4
+
 # Mandarin tones by where they sit in the voice (Chao tone letters 55, 35, 214, 51 -> a rough height);
 # the neutral tone (5) sets no direction.
 TONE_HEIGHT = {1: 5.0, 2: 4.0, 3: 1.5, 4: 3.0}
-
-SAD_WORDS_ZH = set("愁悲泪淚孤寒别別恨苦哀残殘暮独獨断斷死老病离離霜雪落空冷伤傷泣")
-HAPPY_WORDS_ZH = set("春花笑喜欢歡新晴暖明光红紅醉歌舞乐樂娇嬌")
-SAD_WORDS_EN = set(
-    "death dead die dies dying grief tears tear cold night dark darkness alone lost sorrow weep grave "
-    "farewell mourn sad lonely winter pale fall falls fallen woe pain".split()
-)
-HAPPY_WORDS_EN = set(
-    "joy love spring sun light bright sweet laugh merry gold golden summer dance sing song fair delight "
-    "glad morning bloom".split()
-)
-
 
 def parse_tonic(name: str, field_name: str = "key") -> int:
     """Pitch class of a note name like ``C``, ``F#``, ``Bb``; a ConfigError naming the field otherwise."""
@@ -106,6 +104,8 @@ class Template:
     beats_per_bar: int
     tempo_bpm: float
     mood: int  # >0 bright, <0 dark
+    register: int = 0  # semitones the mood moved the range by
+    mood_reading: MoodReading | None = None  # what was read from the theme (and poem), if anything
 
     @property
     def tonic_pc(self) -> int:
@@ -135,6 +135,16 @@ class Template:
         """The key music21 should find and the key signature states: 'C', 'Am', ..."""
         pitch_class, quality = self.key
         return SHARP_NAMES[pitch_class] + ("m" if quality == "minor" else "")
+
+    @property
+    def pillars(self) -> tuple[int, ...]:
+        """Degrees a long note inside a line (a caesura) takes in a pentatonic mode: the key's tonic triad,
+        less the final when the final is the key's tonic (strong beats and cadences already weigh on it;
+        the third and fifth are what name the key). In zhi the final is the key's fifth and stays."""
+        triad = self.key_triad
+        if self.key[0] == self.tonic_pc and len(triad) > 1:
+            return tuple(d for d in triad if d != 0)
+        return triad
 
     @property
     def key_triad(self) -> tuple[int, ...]:
@@ -176,13 +186,6 @@ class Melody:
 # Template
 
 
-def mood_of(text: str, language: str) -> int:
-    if language == "zh":
-        return sum(ch in HAPPY_WORDS_ZH for ch in text) - sum(ch in SAD_WORDS_ZH for ch in text)
-    words = re.findall(r"[a-z]+", text.lower())
-    return sum(w in HAPPY_WORDS_EN for w in words) - sum(w in SAD_WORDS_EN for w in words)
-
-
 def choose_template(
     prosody: Prosody,
     text: str,
@@ -194,30 +197,31 @@ def choose_template(
     mode: str = "auto",
     tempo: float | None = None,
 ) -> Template:
+    """Mode, tonic, metre and tempo. The theme's mood (``mood.read_mood``: the theme's words first, the
+    poem's when the theme names no mood) picks the mode, scales the tempo and moves the register;
+    an explicit ``key``, ``mode`` or ``tempo`` wins over it."""
     language = prosody.language
-    mood = mood_of(text + " " + theme, language)
+    reading = read_mood(theme, text)
     classical = language == "zh"
     if mode == "auto":
-        if classical:
-            # The Han songs end more often in zhi and shang, but a major/minor ear (and key finder) mistakes
-            # those for other keys; gong and yu are heard as the key they are (bench_midi.py: key column).
-            mode = "gong" if mood > 0 else "yu" if mood < 0 else rng.choice(["gong", "yu"])
-        else:
-            mode = "minor" if mood < 0 else "major"
+        mode = reading.zh_mode if classical else reading.en_mode
     if mode not in MODES:
         raise ConfigError(f"mode: {mode!r} is not one of auto, {', '.join(MODES)}")
+    # The tonic between Ab3 and G4, moved up or down by the mood's register: a seeded key is transposed
+    # by it; a key the user named stays, in the octave nearest the moved range.
     if key:
-        tonic_pc = parse_tonic(key)
+        low = TONIC_LOW + reading.register
+        tonic_midi = low + (parse_tonic(key) - low) % 12
     else:
         tonic_pc = rng.choice([0, 2, 5, 7, 9] if classical else [0, 2, 4, 5, 7, 9])
-    tonic_midi = 60 + tonic_pc if tonic_pc <= 7 else 48 + tonic_pc  # between F3 and G4
+        tonic_midi = TONIC_LOW + (tonic_pc - TONIC_LOW) % 12 + reading.register
     stresses = [s.stressed for s in prosody.syllables]
     triple = not classical and (_is_triple(stresses) or form.lower() == "limerick")
     beats = 3 if triple else 4
     if tempo is None:
         base = 72 if classical else (132 if triple else 96)
-        tempo = base + (12 if mood > 0 else -12 if mood < 0 else 0)
-    return Template(language, mode, tonic_midi, beats, float(tempo), mood)
+        tempo = round(base * reading.tempo_factor)
+    return Template(language, mode, tonic_midi, beats, float(tempo), reading.valence, reading.register, reading)
 
 
 def _is_triple(stresses: list[bool]) -> bool:
@@ -335,8 +339,12 @@ def plan_harmony(notes: list[Note], line_end_bars: list[int], prosody: Prosody, 
     """One chord per bar. Lines open on the tonic; inner bars wander; the cadence bar of a line is the
     tonic at stanza ends; otherwise the dominant (a half cadence) on odd lines of a stanza and the tonic
     on even ones, or for classical Chinese the tonic after a rhyming level-tone line end and the dominant
-    after an oblique one. The bar before a tonic cadence is the dominant."""
+    after an oblique one. The bar before a tonic cadence is the dominant (major/minor) or the contrasting
+    pentatonic area (see ``pentatonic_areas``).
+
+    Major and minor take triads; pentatonic modes take anchor sets from their own scale instead."""
     bar = template.bar_units
+    pentatonic = len(template.scale) == 5
     n_bars = max(1, (max(n.onset + n.duration for n in notes) + bar - 1) // bar) if notes else 1
     roots: list[int | None] = [None] * n_bars
     line_first_bars = []
@@ -344,7 +352,6 @@ def plan_harmony(notes: list[Note], line_end_bars: list[int], prosody: Prosody, 
         first_note = next(n for n in notes if n.syllable is line[0])
         line_first_bars.append(max(0, first_note.onset) // bar)
     stanza_line = 0
-    stanza_index = 0
     for i, end_bar in enumerate(line_end_bars):
         last_syllable = prosody.lines[i][-1]
         if last_syllable.stanza_end:
@@ -357,7 +364,7 @@ def plan_harmony(notes: list[Note], line_end_bars: list[int], prosody: Prosody, 
             cadence = "tonic" if stanza_line % 2 == 1 else "dominant"
         roots[end_bar] = 0 if cadence == "tonic" else DOMINANT
         if cadence == "tonic" and end_bar - 1 >= 0 and end_bar - 1 > line_first_bars[i]:
-            roots[end_bar - 1] = DOMINANT
+            roots[end_bar - 1] = AWAY if pentatonic else DOMINANT
         if roots[line_first_bars[i]] is None:
             roots[line_first_bars[i]] = 0
         line_note = next(n for n in notes if n.syllable is last_syllable)
@@ -365,12 +372,37 @@ def plan_harmony(notes: list[Note], line_end_bars: list[int], prosody: Prosody, 
         stanza_line += 1
         if last_syllable.stanza_end:
             stanza_line = 0
-            stanza_index += 1
+    if pentatonic:
+        home, away = pentatonic_areas(template.mode)
+        plan = []
+        for r in roots:
+            if r is None:
+                r = rng.choice(PENTATONIC_INNER)
+            # A cadence bar's own note is fixed by the cadence; its anchors are home (tonic) or away.
+            plan.append((0, home) if r == 0 else (away[1], away))
+        return plan
     choices = INNER_CHORDS[template.mode]
     for b in range(n_bars):
         if roots[b] is None:
             roots[b] = rng.choice(choices)
     return [(r, chord_tones(r, template.scale)) for r in roots]
+
+
+def pentatonic_areas(mode: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The two anchor sets of a pentatonic mode's harmony plan, as degrees above the final.
+
+    *Home*: the final and its pentatonic neighbours, the scale tones a step below and above it (gong on C:
+    A C D; yu on A: G A C). *Away*: the mode's framework tone (骨干音) a fourth above the final, or the fifth
+    where the scale lacks the fourth (gong), with its own neighbours (zhi on G: A C D; gong on C: E G A).
+    Strong beats stay near the final, not on the fifth above it as a tonic-dominant plan has them.
+    """
+    scale = MODES[mode]
+
+    def around(degree: int) -> tuple[int, ...]:
+        i = scale.index(degree)
+        return tuple(sorted({scale[i - 1], degree, scale[(i + 1) % len(scale)]}))
+
+    return around(0), around(5 if 5 in scale else 7)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -452,7 +484,8 @@ def choose_pitches(melody: Melody, rng: random.Random, *, beam_width: int = 12, 
     candidates = [p for p in range(low, high + 1) if (p - tonic) % 12 in scale]
     # A pentatonic scale fits several keys (C D E G A lies in C, F and G major and in A minor); leaning
     # on the key's tonic triad on strong beats is what makes the intended one audible.
-    anchor_bonus = {d: ANCHOR_BONUS for d in template.key_triad} if len(scale) == 5 else {}
+    pentatonic = len(scale) == 5
+    anchor_bonus = {d: ANCHOR_BONUS for d in template.key_triad} if pentatonic else {}
     bar = template.bar_units
     notes = melody.notes
     last_index = len(notes) - 1
@@ -466,6 +499,8 @@ def choose_pitches(melody: Melody, rng: random.Random, *, beam_width: int = 12, 
         elif note.cadence:
             target = 0 if note.cadence == "tonic" else DOMINANT
             allowed = [p for p in candidates if (p - tonic) % 12 == target]
+        elif pentatonic and note.duration >= PILLAR_MIN_UNITS:
+            allowed = [p for p in candidates if (p - tonic) % 12 in template.pillars] or candidates
         elif note.strong:
             in_chord = [p for p in candidates if (p - tonic) % 12 in chord]
             allowed = in_chord or candidates

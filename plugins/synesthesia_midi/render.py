@@ -11,6 +11,28 @@ DEFAULT_PROGRAM = {"zh": 73, "en": 0}  # GM flute (close to a dizi) for Chinese,
 DEFAULT_ACCOMPANIMENT = {"zh": "drone", "en": "chords"}
 
 
+def mood_summary(template, options) -> dict:
+    """How the theme was used: the mood read, from which words, what it asked for and what was kept."""
+    reading = template.mood_reading
+    classical = template.language == "zh"
+    asked = {"mode": reading.zh_mode if classical else reading.en_mode,
+             "tempo_factor": reading.tempo_factor, "register_semitones": reading.register}
+    overridden = [name for name, given in (("mode", options.mode != "auto"), ("tempo", options.tempo is not None))
+                  if given]
+    return {
+        "theme": reading.theme,
+        "mood": reading.mood,
+        "read_from": reading.source,  # "theme", "text" (the theme named no mood) or "none"
+        "theme_words": reading.theme_words,
+        "text_words": reading.text_words,
+        "scores": reading.scores,
+        "asked": asked,
+        "chose": {"mode": template.mode, "tempo_bpm": template.tempo_bpm, "register_semitones": template.register,
+                  "tonic_midi": template.tonic_midi},
+        "overridden_by_options": overridden,
+    }
+
+
 def render(context: RenderContext) -> list[Path]:
     from .audio import render_audio
     from .melody import compose
@@ -54,6 +76,7 @@ def render(context: RenderContext) -> list[Path]:
         "seed": seed,
         "audio_engine": engine,
         "pitch_model": options.pitch_model,
+        "mood": mood_summary(template, options),
     }
     summary_path = out_dir / "melody.json"
     write_json_atomic(summary_path, summary)
