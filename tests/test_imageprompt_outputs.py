@@ -123,7 +123,7 @@ def test_chinese_poem_writes_every_format(tmp_path):
     assert set(files) == FILES
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind
     prompt_text = files["prompt.txt"].read_text(encoding="utf-8").strip()
-    assert prompt_text.startswith("traditional Chinese ink wash painting, (setting moon:1.3)")
+    assert prompt_text.startswith("(setting moon:1.3), (crows crying:1.2), (frost:1.1), traditional Chinese ink wash painting")
     assert len(Tokenizer().encode(WEIGHT.sub(r"\1", prompt_text))) + 2 <= 77
 
     a1111 = parse_a1111(files["a1111_parameters.txt"].read_text(encoding="utf-8"))

@@ -9,6 +9,10 @@ Diffusion models are prompted in English, so every image is carried as an Englis
   colours, light, season, weather, place and mood words (``data/imagery_en.json``); two-word phrases first.
 
 What the lexicon does not know is reported, never silently dropped: ``Imagery.not_understood``.
+
+The artist's theme is read the same way (``theme_imagery``): a Chinese theme through the same glossary
+(秋月 → "autumn moon", 江雪 → "river snow"), characters it lacks kept as written; an English theme is its own
+words. The prompt leads with it.
 """
 
 from __future__ import annotations
@@ -247,3 +251,68 @@ def _ordered(found: dict[str, Image]) -> list[Image]:
     rank = {kind: n for n, kind in enumerate(ALL_KINDS)}
     group = lambda image: 0 if image.concrete else 1 if image.kind in SETTING_KINDS else 2  # noqa: E731
     return sorted(found.values(), key=lambda im: (group(im), -im.count, im.first, rank[im.kind]))
+
+
+# --------------------------------------------------------------------------------------------------
+# The artist's theme
+
+
+@dataclass
+class ThemeImagery:
+    """The theme as prompt imagery: ``phrase`` leads the prompt; ``parts`` say where each piece came from."""
+
+    theme: str  # as the artist gave it
+    phrase: str  # English (or as written) for the prompt; "" without a theme
+    language: str  # "zh", "en" or "" (no theme)
+    parts: list[dict] = field(default_factory=list)  # {"word", "en", "kind", "source": "glossary" | "as written"}
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def theme_imagery(theme: str | None) -> ThemeImagery:
+    """English imagery for a theme: Chinese through the glossary, longest entry first (words it lacks are
+    kept as written, never dropped); English words as the artist wrote them."""
+    theme = re.sub(r"\s+", " ", theme or "").strip()
+    if not theme:
+        return ThemeImagery(theme="", phrase="", language="")
+    if not _CJK.search(theme):
+        kinds, phrases, bigrams, function_words, _ = _en_lexicon()
+        parts = []
+        for word in _EN_WORD.findall(theme):
+            lower = word.lower()
+            kind = kinds.get(lower) or kinds.get(_lemma(lower)) or ("function" if lower in function_words else "")
+            parts.append({"word": word, "en": word, "kind": kind, "source": "as written"})
+        return ThemeImagery(theme=theme, phrase=theme, language="en", parts=parts)
+    lexicon, function_words, longest = _zh_lexicon()
+    simplified = to_simplified(theme)
+    parts: list[dict] = []
+    i, run = 0, ""
+
+    def flush() -> None:
+        nonlocal run
+        if run.strip():
+            parts.append({"word": run.strip(), "en": run.strip(), "kind": "", "source": "as written"})
+        run = ""
+
+    while i < len(simplified):
+        if not _CJK.match(simplified[i]):
+            run += simplified[i]
+            i += 1
+            continue
+        for size in range(min(longest, len(simplified) - i), 0, -1):
+            piece = simplified[i : i + size]
+            if piece in lexicon or piece in function_words:
+                break
+        else:
+            run += simplified[i]
+            i += 1
+            continue
+        flush()
+        i += size
+        if piece in lexicon:
+            en, kind = lexicon[piece]
+            parts.append({"word": piece, "en": en, "kind": kind, "source": "glossary"})
+    flush()
+    phrase = " ".join(dict.fromkeys(part["en"] for part in parts))
+    return ThemeImagery(theme=theme, phrase=phrase, language="zh", parts=parts)

@@ -1,6 +1,7 @@
 """From imagery to a diffusion prompt: style presets, weights, negative prompt, variations, token budget.
 
-A prompt is a list of comma-separated pieces. Each piece has a priority; when the prompt is longer than the
+A prompt leads with the artist's theme (``imagery.theme_imagery``), then the poem's central images, then the
+style's medium and the rest. A prompt is a list of comma-separated pieces. Each piece has a priority; when the prompt is longer than the
 CLIP budget (77 tokens, start and end included) the lowest-priority pieces go first: quality and camera
 modifiers, then composition and lighting, style modifiers, secondary images; the style's medium and the
 central images stay longest. Variations are written in ``dynamicprompts`` syntax (``{a|b|c}``) and expanded
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from synesthesia.errors import ConfigError
 
 from . import clip_tokens
-from .imagery import CONCRETE_KINDS, Imagery
+from .imagery import CONCRETE_KINDS, Imagery, ThemeImagery
 
 # Our sampler names -> (A1111 name, ComfyUI sampler_name, ComfyUI scheduler, diffusers scheduler class).
 SAMPLERS: dict[str, tuple[str, str, str, str]] = {
@@ -43,7 +44,8 @@ BASE_NEGATIVE = [
 ]
 QUALITY_TAGS = ["fine art", "masterpiece"]
 
-# Priorities: higher stays longer under the token budget.
+# Priorities: higher stays longer under the token budget. The theme outlasts everything.
+P_THEME, THEME_WEIGHT = 110, 1.3
 P_MEDIUM, P_CENTRAL, P_USER, P_SETTING, P_MOOD, P_COLOUR, P_LIGHT = 100, 90, 85, 70, 60, 58, 55
 P_SECONDARY, P_STYLE_MOD, P_LIGHTING, P_COMPOSITION, P_ACTION, P_CAMERA, P_QUALITY = 50, 35, 30, 25, 22, 20, 10
 MAX_WEIGHTED = 3
@@ -145,16 +147,18 @@ class BuiltPrompt:
     negative_tokens: int
     kept: list[str]
     dropped: list[str]  # pieces trimmed to meet the token budget, least important first
+    theme: str = ""  # the theme's phrase as it leads the prompt ("" without a theme)
 
     def to_json(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def build(imagery: Imagery, options: ImagePromptOptions, seed: int) -> BuiltPrompt:
-    """The prompt for ``imagery`` in the chosen style; deterministic given ``seed``."""
+def build(imagery: Imagery, options: ImagePromptOptions, seed: int, theme: ThemeImagery | None = None) -> BuiltPrompt:
+    """The prompt for ``imagery`` in the chosen style, led by ``theme``; deterministic given ``seed``."""
     style = resolve_style(options.style, imagery.language)
     preset = styles()[style]
-    pieces = _pieces(imagery, options, preset)
+    theme_phrase = clean_phrase(theme.phrase) if theme is not None else ""
+    pieces = _pieces(imagery, options, preset, theme_phrase)
     kept, dropped = _fit(pieces, options.token_budget)
 
     rng = random.Random(seed)
@@ -174,6 +178,7 @@ def build(imagery: Imagery, options: ImagePromptOptions, seed: int) -> BuiltProm
         negative_tokens=clip_tokens.count_tokens(negative),
         kept=[p.longest() if p.variants else p.text for p in kept],
         dropped=[p.longest() if p.variants else p.text for p in dropped],
+        theme=kept[0].text if theme_phrase and kept and kept[0].priority == P_THEME else "",
     )
 
 
@@ -189,9 +194,10 @@ def expand(template: str, count: int, mode: str, seed: int) -> list[str]:
     return [str(p) for p in generator.generate(template, count, seeds=[seed + i for i in range(count)])]
 
 
-def _pieces(imagery: Imagery, options: ImagePromptOptions, preset: dict) -> list[Piece]:
-    """Pieces in prompt order (medium, subject, setting, qualities, modifiers), each with its priority."""
-    pieces = [Piece(preset["medium"], P_MEDIUM)]
+def _pieces(imagery: Imagery, options: ImagePromptOptions, preset: dict, theme: str = "") -> list[Piece]:
+    """Pieces in prompt order (theme, the poem's central images, medium, the other images, setting,
+    qualities, modifiers), each with its priority."""
+    pieces = [Piece(theme, P_THEME, weight=THEME_WEIGHT)] if theme else []
     concrete = imagery.of_kind(*CONCRETE_KINDS)
     for rank, image in enumerate(concrete):
         weight = None
@@ -199,6 +205,8 @@ def _pieces(imagery: Imagery, options: ImagePromptOptions, preset: dict) -> list
             weight = min(1.5, 1.3 - 0.1 * rank + 0.1 * (image.count - 1))
         priority = (P_CENTRAL if rank < 5 else P_SECONDARY) - rank
         pieces.append(Piece(clean_phrase(image.phrase), priority, weight=weight))
+    # The medium follows the poem's weighted images (at most MAX_WEIGHTED), before the others.
+    pieces.insert((1 if theme else 0) + min(len(concrete), MAX_WEIGHTED), Piece(preset["medium"], P_MEDIUM))
     for rank, image in enumerate(imagery.of_kind("season", "time")):
         pieces.append(Piece(clean_phrase(image.en), P_SETTING - rank))
     for rank, image in enumerate(imagery.of_kind("action")):

@@ -45,16 +45,30 @@ def diffusers_kwargs(built: prompt.BuiltPrompt, options: prompt.ImagePromptOptio
     }
 
 
+def theme_use(theme: imagery.ThemeImagery, built: prompt.BuiltPrompt) -> dict:
+    """How the artist's theme was used: its English phrase, where each part came from, and that it leads."""
+    return {
+        "theme": theme.theme,
+        "language": theme.language,
+        "phrase": theme.phrase,
+        "parts": theme.parts,
+        "leads_prompt": bool(built.theme),
+        "prompt_piece": built.theme,
+    }
+
+
 def render(context: RenderContext) -> list[Path]:
     options = context.options if isinstance(context.options, prompt.ImagePromptOptions) else (
         prompt.ImagePromptOptions.model_validate(context.options or {})
     )
     seed = (options.seed if options.seed is not None else int(context.seed)) % SEED_MODULUS
     found = imagery.extract(context.text, context.language)
-    built = prompt.build(found, options, seed)
+    theme = imagery.theme_imagery(getattr(context, "theme", ""))
+    built = prompt.build(found, options, seed, theme)
     out = Path(context.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"style": built.style, "seed": seed, "prompt": built.prompt, "negative_prompt": built.negative}
+    summary = {"style": built.style, "seed": seed, "prompt": built.prompt, "negative_prompt": built.negative,
+               "theme": theme_use(theme, built)}
     manifest = {**context.manifest, "imageprompt": summary}
     _, comfy_sampler, comfy_scheduler, _ = prompt.SAMPLERS[options.sampler]
 
@@ -82,6 +96,7 @@ def render(context: RenderContext) -> list[Path]:
             "token_budget": options.token_budget,
             "kept": built.kept,
             "dropped_for_token_budget": built.dropped,
+            "theme": theme_use(theme, built),
         }),
     ]
     if options.sketch:
