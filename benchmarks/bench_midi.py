@@ -8,6 +8,8 @@ SEEDS seeds. Systems, each writing a real MIDI file that is parsed back for the 
 - ``template+random``: our rhythm template, pitches uniformly random in scale (isolates the pitch choice).
 - ``ours``: the template plus constrained beam search over corpus statistics (the renderer's default).
 - ``ours (gpt)``: the same search scored by the small melody GPT trained with our core (``pitch_model=gpt``).
+- ``ours, <mode>``: Tang only, every poem forced into one pentatonic mode (the mood picks the mode otherwise;
+  these rows show what each mode costs or gains, e.g. how often music21 hears the key it is written in).
 - ``corpus``: held-out folk tunes (every tenth Essen tune, never counted into the statistics) compared
   with the other held-out tunes, as a reference for PD/DD/MD. No words, so word metrics are blank.
 
@@ -32,7 +34,8 @@ Figures:
   (for the pentatonic modes, the key music21 finds in most held-out Han songs of that mode:
   ``melody.MODE_KEY``, e.g. a zhi tune on G is in C major).
 
-Run: ``.venv/bin/python benchmarks/bench_midi.py`` (about a minute; parses some music21 corpus files).
+Run: ``.venv/bin/python benchmarks/bench_midi.py`` (about three minutes on a shared CPU; parses some music21
+corpus files).
 """
 
 from __future__ import annotations
@@ -95,6 +98,8 @@ def random_pitches(melody: Melody, rng: random.Random) -> None:
 
 def system_melody(system: str, text: str, seed: int) -> tuple[Melody, object]:
     prosody = analyze(text)
+    if system.startswith("ours, "):
+        return compose(prosody, text, seed=seed, mode=system.split(", ")[1]), prosody
     if system == "ours (gpt)":
         return compose(prosody, text, seed=seed, pitch_model="gpt"), prosody
     ours = compose(prosody, text, seed=seed)
@@ -300,6 +305,27 @@ def build_references() -> tuple[dict, dict]:
     return references, tunes
 
 
+THEMES = ("", "离别", "春", "边塞", "秋风", "grief", "spring joy", "frontier")
+
+
+def mood_table() -> str:
+    """What each theme does to one Chinese and one English setting (seed 0): the mood read and the choices."""
+    rows = [f"{'theme':<12} {'poem':<10} {'mood':<8} {'from':<6} {'mode':<6} {'tempo':>5} {'register':>8}"]
+    for theme in THEMES:
+        for title, text in (("静夜思", TANG["静夜思"]), ("The Lamb", ENGLISH["The Lamb"])):
+            template = compose(analyze(text), text, seed=0, theme=theme).template
+            reading = template.mood_reading
+            rows.append(f"{_pad(theme or '(none)', 12)} {_pad(title, 10)} {reading.mood:<8} {reading.source:<6} "
+                        f"{template.mode:<6} {template.tempo_bpm:5.0f} {template.register:+8d}")
+    return "\n".join(rows)
+
+
+def _pad(text: str, width: int) -> str:
+    import unicodedata
+
+    return text + " " * max(0, width - sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args(argv)
@@ -320,8 +346,15 @@ def main(argv: list[str] | None = None) -> None:
                 tone = f"{r['tone']:6.1%}" if label == "Tang" else f"{'-':>6}"
                 print(f"{system:<17} {label:<8} {r['coverage']:8.1%} {r['stress']:13.1%} {tone} {r['scale']:8.1%} "
                       f"{r['cadence']:7.1%} {r['pd']:6.3f} {r['pc']:6.3f} {r['dd']:6.3f} {r['md']:6.2f} {r['key']:6.1%}")
+        for mode in ("gong", "shang", "zhi", "yu"):
+            system = f"ours, {mode}"
+            r = evaluate(system, TANG, references, Path(folder))
+            print(f"{system:<17} {'Tang':<8} {r['coverage']:8.1%} {r['stress']:13.1%} {r['tone']:6.1%} {r['scale']:8.1%} "
+                  f"{r['cadence']:7.1%} {r['pd']:6.3f} {r['pc']:6.3f} {r['dd']:6.3f} {r['md']:6.2f} {r['key']:6.1%}")
     c = corpus_reference_row(references, tunes)
     print(f"{'corpus (held-out)':<17} {'both':<8} {'-':>8} {'-':>13} {'-':>6} {'-':>8} {'-':>7} {c['pd']:6.3f} {c['pc']:6.3f} {c['dd']:6.3f} {c['md']:6.2f} {'-':>6}")
+    print()
+    print(mood_table())
     print(f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
 
 

@@ -1,10 +1,11 @@
 """Set words to a melody: a rhythm template from the prosody, then pitches chosen under constraints.
 
-The template (in the spirit of TeleMelody's lyric-to-template step) is rule-based: key and mode from
-the poem's mood and form (gong for bright classical Chinese poems, yu for dark ones: the two pentatonic
-modes a major/minor listener, and music21's key finder, hear unambiguously), metre and tempo, one note
-per syllable, stressed syllables on strong beats, a long note at a caesura, a long note and a rest at a line end, a planned chord per bar, and a cadence
-on the tonic or dominant at each line end (tonic at stanza ends).
+The template (in the spirit of TeleMelody's lyric-to-template step) is rule-based: mode, tempo and
+register from the theme's mood (``mood.py``, a curated lexicon in ``data/moods.json``), metre, one note
+per syllable, stressed syllables on strong beats, a long note at a caesura, a long note and a rest at a
+line end, a harmony plan per bar (triads for major and minor; for pentatonic modes anchor sets from the
+mode's own scale, and the key's triad on long notes), and a cadence on the tonic or the fifth at each line
+end (tonic at stanza ends).
 
 Pitches are then chosen by a beam search whose scores come from statistics *learned* from public-domain
 tunes in music21's corpus (``data/melody_stats.json``, built by ``corpus_stats.py``): how likely each
@@ -12,7 +13,7 @@ interval is after the previous one, and how likely each pitch is, as semitones a
 final note (scale degree and register at once), on a strong or weak beat (for Chinese, counted
 separately in each pentatonic mode). The melody ends on its final, as the counted tunes do.
 The *rules* act as constraints: pitches stay in the scale and a singable range, strong beats take chord
-tones, line ends take their cadence note, and for Chinese the melodic direction between two syllables
+tones (pentatonic: the bar's anchors), long notes inside a line their pillars, line ends their cadence note, and for Chinese the melodic direction between two syllables
 follows their Mandarin tones (ReLyMe-style: a syllable whose tone sits higher than the previous one's
 goes up, lower goes down).
 """
