@@ -9,7 +9,10 @@ Run: .venv/bin/python benchmarks/bench_imageprompt.py
 - syntax: the template parses with dynamicprompts and every (word:w) weight is well formed;
 - determ.: rendering twice with the same seed gives byte-identical files (sketch PNG included);
 - comfy: the ComfyUI API graph passes the node-graph rules (every link names an existing node output);
-- unknown: words the lexicon did not understand (reported in imagery.json).
+- unknown: words the lexicon did not understand (reported in imagery.json);
+- theme: rendered again with an artist's theme (THEMES: Chinese ones through the glossary, English ones and
+  words in no glossary as written), the prompt leads with the theme's phrase (``lead``) and how much of the
+  poem's imagery still reaches the prompt beside it (``cov.themed``).
 """
 
 from __future__ import annotations
@@ -109,6 +112,16 @@ And fill all fruit with ripeness to the core;""",
      [["tiger", "tyger"], ["forest"], ["night"]]),
 ]
 WEIGHT = re.compile(r"\(([^():]+):(\d+\.\d)\)")
+# A theme per poem, as an artist might have asked for it (some not in the glossary: 眠, 登, Bashō's "frog").
+THEMES = {
+    "静夜思 李白": "思乡", "枫桥夜泊 张继": "秋夜", "江雪 柳宗元": "江雪", "春晓 孟浩然": "春眠",
+    "登鹳雀楼 王之涣": "登楼", "鹿柴 王维": "空山", "天净沙·秋思 马致远": "秋思", "山行 杜牧": "枫林",
+    "早发白帝城 李白": "轻舟", "黄鹤楼送孟浩然之广陵 李白": "送别", "绝句 杜甫": "春景",
+    "Sonnet 18 Shakespeare": "a summer's day", "Sonnet 73 Shakespeare": "old age",
+    "Old pond Bashō (tr.)": "frog pond", "Withered branch Bashō (tr.)": "autumn dusk",
+    "Daffodils Wordsworth": "daffodils", "Stopping by Woods Frost": "snowy evening", "The Eagle Tennyson": "eagle",
+    "To Autumn Keats": "autumn", "The Tyger Blake": "tiger in the night",
+}
 
 
 def mentions(text: str, accepted: list[str]) -> bool:
@@ -121,15 +134,15 @@ def weights_well_formed(prompt: str) -> bool:
     return "(" not in stripped and ")" not in stripped
 
 
-def render_once(text: str, out: Path, seed: int) -> dict[str, Path]:
-    context = RenderContext(text=text, form="", language=None, theme="", seed=seed, out_dir=out,
+def render_once(text: str, out: Path, seed: int, theme: str = "") -> dict[str, Path]:
+    context = RenderContext(text=text, form="", language=None, theme=theme, seed=seed, out_dir=out,
                             options=ImagePromptOptions(variations=8), manifest={"seed": seed})
     return {p.name: p for p in render(context)}
 
 
 def main() -> int:
     rows = []
-    totals = {"gold": 0, "found": 0, "prompt": 0, "fit": 0, "prompts": 0}
+    totals = {"gold": 0, "found": 0, "prompt": 0, "fit": 0, "prompts": 0, "themed": 0, "lead": 0}
     with tempfile.TemporaryDirectory() as tmp:
         for n, (title, text, gold) in enumerate(POEMS):
             started = time.perf_counter()
@@ -153,6 +166,14 @@ def main() -> int:
                 syntax = False
             graph = json.loads(files["comfyui_workflow.json"].read_text(encoding="utf-8"))["prompt"]
             comfy_ok = comfyui.validate_graph(graph) == []
+            themed = render_once(text, Path(tmp) / f"{n}t", seed=1234, theme=THEMES[title])
+            themed_prompt = themed["prompt.txt"].read_text(encoding="utf-8").strip()
+            used = json.loads(themed["imagery.json"].read_text(encoding="utf-8"))["theme"]
+            first = WEIGHT.sub(r"\1", themed_prompt.split(", ")[0])
+            leads = bool(used["phrase"]) and first == used["phrase"] and used["leads_prompt"]
+            themed_reached = sum(mentions(themed_prompt, g) for g in gold)
+            totals["themed"] += themed_reached
+            totals["lead"] += leads
             totals["gold"] += len(gold)
             totals["found"] += found
             totals["prompt"] += reached
@@ -161,10 +182,12 @@ def main() -> int:
             rows.append((title, f"{found}/{len(gold)}", f"{reached}/{len(gold)}", counts[0],
                          max(counts[2:] or [0]), f"{sum(c <= 77 for c in counts)}/{len(counts)}",
                          "ok" if syntax else "FAIL", "ok" if deterministic else "FAIL",
-                         "ok" if comfy_ok else "FAIL", len(report["not_understood"]), f"{seconds:.2f}"))
+                         "ok" if comfy_ok else "FAIL", len(report["not_understood"]), f"{seconds:.2f}",
+                         f"{THEMES[title]} → {used['phrase']}", "ok" if leads else "FAIL",
+                         f"{themed_reached}/{len(gold)}"))
 
     header = ("poem", "cov.lex", "cov.prompt", "tokens", "max var", "<=77", "syntax", "determ.", "comfy",
-              "unknown", "render s")
+              "unknown", "render s", "theme → prompt", "lead", "cov.themed")
     widths = [max(_width(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     line = lambda r: "  ".join(_pad(str(v), w) for v, w in zip(r, widths, strict=True))  # noqa: E731
     print(line(header))
@@ -176,7 +199,10 @@ def main() -> int:
     print(f"imagery coverage, prompt:  {totals['prompt']}/{totals['gold']} = {totals['prompt'] / totals['gold']:.1%}")
     fit, prompts = totals["fit"], totals["prompts"]
     print(f"prompts within 77 CLIP tokens: {fit}/{prompts} = {fit / prompts:.1%}")
-    ok = all(r[6] == r[7] == r[8] == "ok" for r in rows) and totals["fit"] == totals["prompts"]
+    print(f"prompts leading with the theme: {totals['lead']}/{len(rows)} = {totals['lead'] / len(rows):.1%}")
+    print(f"imagery coverage, prompt with theme: {totals['themed']}/{totals['gold']} = "
+          f"{totals['themed'] / totals['gold']:.1%}")
+    ok = (all(r[6] == r[7] == r[8] == r[12] == "ok" for r in rows) and totals["fit"] == totals["prompts"])
     return 0 if ok else 1
 
 
