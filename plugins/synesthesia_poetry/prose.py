@@ -3,10 +3,11 @@
 The shipped English model learned drama (``FRIAR LAURENCE:`` cues, verse), never a screenplay, so the
 structure it cannot learn is placed by the form and only the content is the model's:
 
-- **screenplay**: the scene heading is built from the theme (``lighthouse keeper`` →
-  ``EXT. LIGHTHOUSE - NIGHT``; ``form_options.heading`` wins) and prompted as the text's first line; then
-  ``ProseProcessor`` walks through the parts: an action paragraph (model-written sentences of dictionary
-  words, the theme phrase forced into it if the model has not written it by a deadline), then
+- **screenplay**: the scene heading is built from the theme and a small place/time vocabulary
+  (``lighthouse keeper`` → ``EXT. LIGHTHOUSE - EVENING``; ``form_options.heading`` wins) and prompted as
+  the text's first line; then ``ProseProcessor`` walks through the parts: an action paragraph (opened
+  with "The", then model-written sentences of dictionary words; the theme phrase is forced in right after
+  a determiner, or with "the" at the 8th word, if the model has not written a theme word by then), then
   ``form_options.exchanges`` (2–4, default 3) character cues — uppercase names from a small cast (a
   person named by the theme, e.g. ``KEEPER``, and invented names; ``form_options.cast`` overrides) the
   model picks between, never the same speaker twice running — each followed by one speech. Elements are
@@ -26,6 +27,7 @@ its verdict but scores lower, with a problem line saying so.
 
 from __future__ import annotations
 
+import functools
 import re
 import zlib
 from dataclasses import dataclass, field
@@ -59,7 +61,9 @@ def planning_words(request: FormRequest) -> list[str]:
 def word_variants(word: str) -> set[str]:
     """Spellings that count as mentioning ``word``: plural, possessive, singular."""
     w = word.lower()
-    forms = {w, w + "s", w + "es", w + "'s", w + "s'"}
+    forms = {w, w + "s", w + "'s", w + "s'"}
+    if re.search(r"(?:s|x|z|ch|sh|o)$", w):
+        forms.add(w + "es")
     if w.endswith("y") and len(w) > 2:
         forms.add(w[:-1] + "ies")
     if w.endswith("s") and len(w) > 3:
@@ -178,7 +182,7 @@ def scene_heading(request: FormRequest) -> str:
 
 
 def _theme_person(request: FormRequest) -> str | None:
-    for word in theme_words(request):
+    for word in reversed(theme_words(request)):  # the head noun comes last: the clockmaker's DAUGHTER
         if word in PERSONS or (len(word) > 4 and (word.endswith("man") or word.endswith("woman"))):
             return word.upper()
     return None
@@ -248,6 +252,9 @@ class Span:
     theme_from: int = 2
     theme_by: int = 8
     plain_start: bool = False  # the first word is followed by a space (not "Keeper;", a cue's echo)
+    opener: str = ""  # forced at the span's start
+    enders: str = ".!?"  # the marks that may end a sentence
+    sentence_words: int = 1  # the fewest words a sentence has before it may end
 
 
 @dataclass(frozen=True)
@@ -264,6 +271,7 @@ class _Row:
     then_next: bool = False  # when the queue drains, go on to the next part
     # in a span
     words: int = 0
+    sentence_words: int = 0  # words of the current sentence
     partial: str = ""
     last: str = ""  # the span's last piece ("" at its start)
     sentence_start: bool = True
@@ -282,6 +290,7 @@ DETERMINERS = frozenset("the a an my thy his her our their your this that these 
 # Words a sentence should not end on when it is cut at max_words.
 DANGLING = frozenset("""the a an and or but of to in on at by for with from as my thy his her our their your
 this that its is are was were be will shall not no so than then if when which who whose whom o nor""".split())
+LINKING_WORDS = frozenset("and or of at in on by to for with from under over near".split())
 SENTENCE_ENDS = ".!?"
 _CLAUSE = ",;"
 _INNER_CAPITAL_WORDS = ("i", "i'm", "i'll", "i'd", "i've")
@@ -306,7 +315,6 @@ class ProseProcessor:
         from synesthesia_poetry.constraints import RowStates, english_lexicon, english_vocab
 
         self.parts = list(parts)
-        self.tokenizer = tokenizer
         self.lexicon = english_lexicon()
         self.vocab = english_vocab(tokenizer)
         size = int(tokenizer.vocab_size)
@@ -323,20 +331,23 @@ class ProseProcessor:
                     m[self.ids[ch]] = True
             return m
 
-        self.space, self.clause, self.enders = mask(" "), mask(_CLAUSE), mask(SENTENCE_ENDS)
+        self.space, self.clause = mask(" "), mask(_CLAUSE)
+        self._mask = mask
         self.end_ids = [self.ids[c] for c in SENTENCE_ENDS if c in self.ids]
         self.eos = torch.zeros(size, dtype=torch.bool)
         self.eos[self.vocab.eos_id] = True
         self.letters = [(i, p) for i, p in self.vocab.letters]
+        self.letter_chars = frozenset(p for _, p in self.letters)
         self.theme_phrase = theme_phrase.lower().strip()
         self.theme_words = [w.lower() for w in theme_words]
         self.offer_word = offer_word.lower().strip()
         self.theme_forms = set().union(*(word_variants(w) for w in self.theme_words)) if self.theme_words else set()
         # Extra words the spans may spell besides the lexicon: the theme's, in every variant.
-        extra = set(self.theme_forms) | set(self.theme_phrase.split()) | ({self.offer_word} if self.offer_word else set())
+        extra = set(self.theme_forms) | set(self.theme_phrase.split()) | {self.offer_word}
         self.extra_words = {w for w in extra if w}
         self.extra_prefixes = {w[:k] for w in self.extra_words for k in range(1, len(w) + 1)}
         self._letter_cache: dict[tuple[str, str], Any] = {}
+        self._mask = functools.lru_cache(maxsize=None)(self._mask)
         self.tracker = RowStates(self._new_row, self._advance)
 
     # -- text helpers ---------------------------------------------------------------------------
@@ -389,9 +400,12 @@ class ProseProcessor:
             return
         part = self.parts[index]
         if isinstance(part, Span):
-            row.words, row.partial, row.last, row.sentence_start = 0, "", "", True
+            row.words, row.sentence_words, row.partial, row.last, row.sentence_start = 0, 0, "", "", True
             row.prev_word, row.gap, row.theme_seen = "", "", False
-            self._maybe_force_theme(row, part)
+            if part.opener:
+                self._force(row, part.opener)
+            else:
+                self._maybe_force_theme(row, part)
         else:
             row.cue = ""
             names = self._cue_names(row, part)
@@ -463,14 +477,13 @@ class ProseProcessor:
             self._enter(row, row.part + 1)
 
     def _read_span(self, row: _Row, span: Span, piece: str) -> None:
-        from synesthesia_poetry.constraints import _LETTERS
-
-        if piece in _LETTERS:
+        if piece in self.letter_chars:
             row.partial += piece
         else:
             if row.partial:
                 word = row.partial.lower().replace("’", "'")
                 row.words += 1
+                row.sentence_words += 1
                 row.prev_word = word
                 row.sentence_start = False
                 if word in self.theme_forms:
@@ -482,6 +495,7 @@ class ProseProcessor:
             row.gap += piece
             if piece in SENTENCE_ENDS:
                 row.sentence_start = True
+                row.sentence_words = 0
                 theme_ok = row.theme_seen or span.theme != "force" or not self.theme_phrase
                 if row.words >= span.min_words and theme_ok:
                     self._force(row, span.after, then_next=True)
@@ -495,18 +509,21 @@ class ProseProcessor:
     def _span_allowed(self, row: _Row, span: Span):
         partial, last = row.partial, row.last
         if partial:
-            mode = "cap" if (partial[0].isupper() and not self._sentence_word(row)) else "inner"
+            mode = "cap" if (partial[0].isupper() and not row.sentence_start) else "inner"
             letters = self._letter_mask(partial, mode)
             if row.lock:
                 letters = letters & self._lock_mask(partial, row.lock)
             if not self._is_word(partial):
                 return letters
             over = row.words + 1 >= span.max_words
+            enders = self._mask(span.enders)
             if over and partial.lower() not in DANGLING:
-                return self.enders
+                return enders
             if row.words == 0 and span.plain_start:
                 return letters | self.space
-            allowed = letters | self.space | self.enders
+            allowed = letters | self.space
+            if row.sentence_words + 1 >= span.sentence_words:
+                allowed = allowed | enders
             if not over:
                 allowed = allowed | self.clause
             return allowed
@@ -527,9 +544,6 @@ class ProseProcessor:
                     cached[i] = True
             self._letter_cache[key] = cached
         return cached
-
-    def _sentence_word(self, row: _Row) -> bool:
-        return row.sentence_start
 
     def _allowed(self, row: _Row):
         import torch
@@ -571,15 +585,28 @@ class ProseProcessor:
 
 
 def theme_phrase(request: FormRequest) -> str:
-    """The words forced into a text that has not named its theme: the theme's content words (≤ 3)."""
+    """The words forced into a text that has not named its theme: the theme as written, from its first
+    content word to its last (``harbour at dawn``, ``clockmaker's daughter``), when that is at most four
+    words; else its last content word."""
     words = theme_words(request)
-    return " ".join(words[:3])
+    if not words:
+        return ""
+    tokens = re.findall(r"[a-z]+(?:'[a-z]+)*", (request.theme or "").lower().replace("’", "'"))
+    stems = [t[:-2] if t.endswith("'s") else t for t in tokens]
+    content = [i for i, t in enumerate(stems) if t in words]
+    if content:
+        start = content[0]
+        while start > 0 and tokens[start - 1] not in DETERMINERS | LINKING_WORDS and content[-1] - start < 3:
+            start -= 1  # the words that qualify it: the OLD road, FIRST snow
+        if content[-1] - start < 4:
+            return " ".join(tokens[start: content[-1] + 1])
+    return words[-1]
 
 
 def screenplay_parts(request: FormRequest) -> list[Span | Cue]:
     names = tuple(cast(request))
-    parts: list[Span | Cue] = [Span(min_words=10, max_words=45, theme="force", theme_from=2, theme_by=8,
-                                        plain_start=True)]
+    parts: list[Span | Cue] = [Span(min_words=14, max_words=50, theme="force", theme_from=2, theme_by=8,
+                                        plain_start=True, opener="The ", enders=".", sentence_words=4)]
     for i in range(_exchanges(request)):
         last = i == _exchanges(request) - 1
         parts += [Cue(names), Span(min_words=5, max_words=32, after="" if last else "\n\n",
@@ -688,7 +715,8 @@ def story_processors(tokenizer, request: FormRequest) -> list:
     min_words = _min_words(request)
     words = theme_words(request)
     span = Span(min_words=min_words, max_words=max(min_words + 40, 2 * min_words), after="", theme="force",
-                theme_from=3, theme_by=min(14, max(3, min_words - 2)), plain_start=True)
+                theme_from=3, theme_by=min(14, max(3, min_words - 2)), plain_start=True,
+                opener="The ", enders=".", sentence_words=5)
     return [ProseProcessor(tokenizer, [span], theme_phrase=theme_phrase(request), theme_words=words)]
 
 
@@ -705,7 +733,7 @@ def screenplay_form() -> Form:
     return Form(name="screenplay", description="A screenplay scene in Fountain on the theme: heading, action, "
                                                "cues, dialogue (form_options: heading, cast, exchanges)",
                 language="en", conditioning=screenplay_conditioning, validate=validate_screenplay,
-                logits_processors=screenplay_processors, finalize=finalize_screenplay, max_new_tokens=900)
+                logits_processors=screenplay_processors, finalize=finalize_screenplay, max_new_tokens=1200)
 
 
 def story_form() -> Form:
