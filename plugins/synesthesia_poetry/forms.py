@@ -1,11 +1,11 @@
 """The poetry plugin's writing forms: how to ask for each, constrain it, check it and tidy it.
 
 Classical Chinese (五绝 七绝 五律 七律 藏头诗) are constrained during decoding (see ``constraints``) and
-validated for line count/length, 平水韵 end rhyme and 平仄 at key positions. English forms (haiku,
-sonnet, limerick, acrostic, free verse) get an exact line count during decoding, and a char-level
-model's haiku exact 5-7-5 syllables; metre and rhyme scheme are validator-only (the pipeline generates
-several candidates and keeps the best).
-Screenplay scenes (Fountain) and story fragments are validated for their shape.
+validated for line count/length, 平水韵 end rhyme and 平仄 at key positions, with the theme's keywords
+planned one a line. English forms get an exact line count during decoding; for char-level models haiku,
+sonnets and limericks are planned line by line (exact syllables, rhyme words chosen before decoding,
+theme keywords placed), and the validators check rhyme and metre after.
+Screenplay scenes (Fountain) and story fragments are structured and held to their theme by ``prose``.
 
 Validators take an optional ``request`` (``validate(text, request)``) so that request-dependent forms
 (acrostics, a free-verse stanza shape) can check their options; the pipeline calls ``validate(text)``,
