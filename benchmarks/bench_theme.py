@@ -1,14 +1,16 @@
 """Meaning: do the poems say what the artist asked for? Theme coverage, sameness across themes, filler.
 
     .venv/bin/python benchmarks/bench_theme.py                      # every form, 30 themes, seeds 0 and 1
+    .venv/bin/python benchmarks/bench_theme.py --jobs 1             # in one process (default: 2 workers)
     .venv/bin/python benchmarks/bench_theme.py --quick              # a smoke run of about two minutes
     .venv/bin/python benchmarks/bench_theme.py --label new --json /tmp/new.json
     .venv/bin/python benchmarks/bench_theme.py --compare benchmarks/results/theme_a52ef0b.json /tmp/new.json
 
 Poems are made the way an artist gets them: through the public pipeline (``synesthesia.pipeline.run_pipeline``
 with the composed default config, ``pipeline.renderers=[]``, ``generation.candidates`` 8, into a temporary
-folder), one artwork per (form, theme, seed). Each model is loaded once and reused (the pipeline's
-``load_generator`` is memoised in this process). The themes are fixed lists kept in the repo,
+folder), one artwork per (form, theme, seed). Each model is loaded once per process and reused (the
+pipeline's ``load_generator`` is memoised); ``--jobs`` worker processes (one torch thread each) share the
+(form, seed) tasks out and make exactly the poems one process would. The themes are fixed lists kept in the repo,
 ``benchmarks/themes/zh.txt`` and ``benchmarks/themes/en.txt`` (``theme<TAB>related words``, hand-written
 for this benchmark, independent of any generator's thesaurus); ``--themes N`` takes the first N.
 
@@ -16,7 +18,9 @@ Per form and row it reports:
 
 - ``any`` / ``all`` (Chinese): share of poems holding at least one / every content character of the theme.
   Characters are compared in simplified spelling (the ``tang`` model writes traditional: 鄉 counts for 乡);
-  function characters (之 乎 者 也 不 無 ...) of a theme are not content.
+  function characters (之 乎 者 也 不 無 ...) of a theme are not content. ``pair``: among themes of two or
+  more characters, share of poems holding two of them side by side as in the theme, within a line
+  (长城 as 長城, not 長 in one line and 城 in another; 黄鹤楼 by 黄鹤 or 鹤楼).
 - ``word`` / ``+rel`` (English): share of poems holding a content word of the theme (``harbor at dawn`` →
   harbor, dawn), / holding one of those or a related word from the theme file. Plurals in -s/-es count.
 - ``plan``: share of planned keywords (``manifest["theme"]["plan"]``, a list of ``{"line": i, "keyword": k}``,
@@ -43,7 +47,8 @@ whose title holds a theme character (people writing on the theme). English: wind
 verse lines of ``../shared/data/tinyshakespeare.txt`` (speaker cues left out), as long as the form.
 
 ``--json OUT`` writes the figures and every poem; ``--compare A.json B.json ...`` prints saved runs side by
-side. The figures of the release before the meaning work are in ``benchmarks/results/theme_a52ef0b.json``.
+side; ``--rescore RUN.json`` recomputes a saved run's rows from its poems when a metric changes. The figures
+of the release before the meaning work are in ``benchmarks/results/theme_a52ef0b.json``.
 """
 
 from __future__ import annotations
@@ -130,6 +135,23 @@ def zh_coverage(text: str, theme: str) -> tuple[bool, bool]:
     present = set(zh_norm(text))
     hits = [ch in present for ch in chars]
     return (any(hits), bool(hits) and all(hits))
+
+
+def zh_theme_pairs(theme: str) -> list[str]:
+    """Adjacent content-character pairs of a theme (长城; 黄鹤, 鹤楼): the theme's words, roughly."""
+    chars = [ch for ch in zh_norm(theme) if is_han(ch)]
+    return list(dict.fromkeys(a + b for a, b in zip(chars, chars[1:])
+                              if a not in ZH_FUNCTION and b not in ZH_FUNCTION))
+
+
+def zh_pair_kept(text: str, theme: str) -> bool | None:
+    """Whether the poem holds two theme characters side by side as in the theme, within a line
+    (None for a theme of one character): 长城 written as 長城, not 長 here and 城 there."""
+    pairs = zh_theme_pairs(theme)
+    if not pairs:
+        return None
+    lines = [zh_norm(line) for line in zh_lines(text)]
+    return any(pair in line for pair in pairs for line in lines)
 
 
 def zh_lines(text: str) -> list[str]:
@@ -266,6 +288,8 @@ def summarise(poems: list[dict], language: str, form: str) -> dict[str, Any]:
     if language == "zh":
         cov = [zh_coverage(p["text"], p["theme"]) for p in poems]
         row["cov_any"], row["cov_all"] = mean(c[0] for c in cov), mean(c[1] for c in cov)
+        kept = [zh_pair_kept(p["text"], p["theme"]) for p in poems]
+        row["pair_kept"] = mean(k for k in kept if k is not None)
         han = bu = wu = 0
         for t in texts:
             a, b, c = filler_counts(t)
@@ -566,7 +590,8 @@ def fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-ZH_COLUMNS = [("any", "cov_any"), ("all", "cov_all"), ("plan", "plan_landed"), ("kw", "keywords_found"),
+ZH_COLUMNS = [("any", "cov_any"), ("all", "cov_all"), ("pair", "pair_kept"), ("plan", "plan_landed"),
+              ("kw", "keywords_found"),
               ("ident", "identical"), ("shared", "shared_lines"), ("不", "bu"), ("無", "wu"),
               ("dist-2", "distinct_2"), ("form", "form_acc"), ("rhyme", "rhyme_acc"), ("tone", "tonal_acc"),
               ("valid", "valid"), ("s/poem", "s_per_poem")]
@@ -662,6 +687,8 @@ def main(argv=None) -> int:
     parser.add_argument("--label", default=None, help="name of this run in tables and --compare (default: commit)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures and every poem here")
     parser.add_argument("--compare", nargs="+", metavar="JSON", help="print saved runs side by side, run nothing")
+    parser.add_argument("--rescore", type=Path, metavar="JSON",
+                        help="recompute a saved run's rows from its poems (after a metric changed), rewrite it")
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="npm chinese-poetry package folder")
     parser.add_argument("--shakespeare-text", type=Path, default=DEFAULT_SHAKESPEARE)
     parser.add_argument("--real-n", type=int, default=50, help="human poems drawn per theme (default 50)")
@@ -678,6 +705,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.compare:
         return compare(args.compare)
+    if args.rescore:
+        return rescore(args.rescore, args)
     if args.quick:
         args.themes, args.seeds, args.forms = QUICK["themes"], QUICK["seeds"], QUICK["forms"]
     if args.worker_tasks:
@@ -709,31 +738,7 @@ def main(argv=None) -> int:
     log = lambda m: (print(m), sys.stdout.flush())  # noqa: E731
     generated = generate_in_processes(tasks, args, log) if args.jobs > 1 else None
     poems, load_seconds = generated or generate_poems(tasks, themes, config, log=log)
-    rows = []
-    real = None
-    notes = []
-    sh_lines = None
-    for form in forms:
-        language = "zh" if form in ZH_FORMS else "en"
-        mine = [p for p in poems if p["form"] == form]
-        row = summarise(mine, language, form)
-        row.update(source=f"{label} (generated)", generated=True)
-        rows.append(row)
-        if language == "zh":
-            if real is None and args.corpus and Path(args.corpus).is_dir():
-                real = real_tang(args.corpus)
-            if real and real.get(form):
-                rows += real_tang_rows(form, real[form], themes["zh"], args.real_n, len(mine))
-            elif not notes or "chinese-poetry" not in notes[-1]:
-                notes.append(f"no real Tang rows: {args.corpus} not found (scripts/prepare_corpora.sh tang "
-                             "fetches the npm chinese-poetry package)")
-        else:
-            if sh_lines is None and args.shakespeare_text.is_file():
-                sh_lines = shakespeare_lines(args.shakespeare_text)
-            if sh_lines:
-                rows.append(shakespeare_row(form, sh_lines, themes["en"], args.real_n, len(mine)))
-            elif not any("tinyshakespeare" in n for n in notes):
-                notes.append(f"no human English rows: {args.shakespeare_text} not found")
+    rows, notes = build_rows(poems, forms, themes, label, args)
     wall = time.perf_counter() - started
 
     print_tables(rows)
@@ -759,6 +764,49 @@ def main(argv=None) -> int:
         args.json.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
         print(f"\nwrote {args.json}")
     return 0
+
+
+def build_rows(poems: list[dict], forms: list[str], themes, label: str, args) -> tuple[list[dict], list[str]]:
+    """Per form: the generated row, then the human baselines; and notes on skipped baselines."""
+    rows: list[dict] = []
+    notes: list[str] = []
+    real = sh_lines = None
+    for form in forms:
+        language = "zh" if form in ZH_FORMS else "en"
+        mine = [p for p in poems if p["form"] == form]
+        row = summarise(mine, language, form)
+        row.update(source=f"{label} (generated)", generated=True)
+        rows.append(row)
+        if language == "zh":
+            if real is None and args.corpus and Path(args.corpus).is_dir():
+                real = real_tang(args.corpus)
+            if real and real.get(form):
+                rows += real_tang_rows(form, real[form], themes["zh"], args.real_n, len(mine))
+            elif not any("chinese-poetry" in n for n in notes):
+                notes.append(f"no real Tang rows: {args.corpus} not found (scripts/prepare_corpora.sh tang "
+                             "fetches the npm chinese-poetry package)")
+        else:
+            if sh_lines is None and args.shakespeare_text.is_file():
+                sh_lines = shakespeare_lines(args.shakespeare_text)
+            if sh_lines:
+                rows.append(shakespeare_row(form, sh_lines, themes["en"], args.real_n, len(mine)))
+            elif not any("tinyshakespeare" in n for n in notes):
+                notes.append(f"no human English rows: {args.shakespeare_text} not found")
+    return rows, notes
+
+
+def rescore(path: Path, args) -> int:
+    """Recompute every row of a saved run from its poems (metrics changed, nothing regenerated)."""
+    result = json.loads(Path(path).read_text(encoding="utf-8"))
+    saved = result["args"]
+    args.real_n = saved.get("real_n", args.real_n)
+    n = saved["themes"]
+    themes = {"zh": load_themes(args.zh_themes)[:n], "en": load_themes(args.en_themes)[:n]}
+    result["rows"], result["notes"] = build_rows(result["poems"], saved["forms"], themes, result["label"], args)
+    result["rescored"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    Path(path).write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+    print(f"rescored {path}")
+    return compare([str(path)])
 
 
 def worker(args) -> int:

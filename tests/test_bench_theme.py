@@ -56,6 +56,14 @@ def test_chinese_coverage_reads_traditional_as_simplified(bench):
     assert bench.zh_coverage(NOT_COVERING, "边塞") == (False, False)
 
 
+def test_theme_word_kept_whole_or_split(bench):
+    assert bench.zh_theme_pairs("黄鹤楼") == ["黄鹤", "鹤楼"]
+    assert bench.zh_pair_kept(COVERING, "江雪") is False  # 江 and 雪 both there, but apart
+    assert bench.zh_pair_kept("長城萬里遠，月照邊關。", "长城") is True
+    assert bench.zh_pair_kept("長河落日，城上月。", "长城") is False
+    assert bench.zh_pair_kept(COVERING, "雁") is None  # one character: nothing to keep whole
+
+
 def test_english_coverage_theme_words_related_words_and_plurals(bench):
     assert bench.en_theme_words("the king's crown") == ["king", "crown"]
     assert bench.en_theme_words("harbor at dawn") == ["harbor", "dawn"]
