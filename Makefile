@@ -38,6 +38,10 @@ train-tang: bootstrap
 train-shakespeare: bootstrap
 	PY=$(PY) bash scripts/train_shakespeare.sh $(TRAIN_ARGS)
 
+.PHONY: train-verse
+train-verse: bootstrap
+	PY=$(PY) bash scripts/train_verse.sh $(TRAIN_ARGS)
+
 bench-models: corpora
 	$(PY) benchmarks/bench_models.py
 
