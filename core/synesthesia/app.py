@@ -67,7 +67,8 @@ def generate_streaming(*, prompt: str, form_name: str, theme: str, model_name: s
 
     config = {"form": form_name, "theme": theme, "prompt": prompt, "seed": seed,
               "model": {"generator": "transformer", "name": model_name,
-                        "auto": {"zh": "tang", "en": "shakespeare", "default": "shakespeare"}, "threads": 1},
+                        "auto": {"screenplay": "shakespeare", "story": "shakespeare", "zh": "tang", "en": "verse",
+                                 "default": "verse"}, "threads": 1},
               "generation": {"temperature": temperature, "top_k": top_k or None, "top_p": top_p,
                              "max_new_tokens": max_tokens, "constrained": constrained},
               "pipeline": {"renderers": []}}

@@ -16,9 +16,11 @@ CONFIG_MODULE = "synesthesia.conf"
 @dataclass
 class ModelConfig:
     generator: str = "transformer"
-    # A registered checkpoint name, a checkpoint folder, or "auto": chosen by the form's language.
+    # A registered checkpoint name, a checkpoint folder, or "auto": chosen by the form's name, else its
+    # language (verse forms: verse; screenplays and stories: shakespeare, which learned drama).
     name: str = "auto"
-    auto: Dict[str, str] = field(default_factory=lambda: {"zh": "tang", "en": "shakespeare", "default": "shakespeare"})
+    auto: Dict[str, str] = field(default_factory=lambda: {
+        "screenplay": "shakespeare", "story": "shakespeare", "zh": "tang", "en": "verse", "default": "verse"})
     device: str = "cpu"
     # CPU threads for decoding; 0 keeps torch's default. Small models decode fastest on one thread,
     # and more threads slow to a crawl when other processes share the cores.

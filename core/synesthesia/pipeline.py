@@ -119,8 +119,9 @@ def plan(config: Mapping[str, Any], registry: Registry | None = None) -> Plan:
     generator = registry.generator(str(model_cfg.get("generator", "transformer")))
     model_name = str(model_cfg.get("name", "auto"))
     if model_name == "auto":
-        choices = dict(model_cfg.get("auto") or {})
-        model_name = str(choices.get(form.language or "default") or choices.get("default") or "")
+        choices = dict(model_cfg.get("auto") or {})  # by form name first, then by language
+        model_name = str(choices.get(form.name) or choices.get(form.language or "default")
+                         or choices.get("default") or "")
         if not model_name:
             raise ConfigError(f"model.name=auto has no model for language '{form.language}'; set model.name=...")
     renderer_options = dict(cfg.get("renderer") or {})
