@@ -264,8 +264,8 @@ def test_the_manifest_says_how_the_theme_was_understood_and_placed(tmp_path):
     assert result.returncode == 0, result.stderr
     manifest = json.loads((run_dir / "artwork" / "manifest.json").read_text(encoding="utf-8"))
     theme = manifest["theme"]
-    assert theme["words"] == ["江", "雪"] and theme["keywords"][:2] == ["江", "雪"]
-    assert theme["sources"]["江"] == "theme" and theme["sources"][theme["keywords"][2]] == "imagery"
+    assert theme["words"] == ["江", "雪"] and theme["keywords"][0] == "江雪"  # the theme word whole, first
+    assert theme["sources"]["江"] == "theme" and theme["sources"][theme["keywords"][1]] == "imagery"
     lines = [l for l in manifest["text"].replace("，", "\n").replace("。", "\n").splitlines() if l.strip()]
     assert [p["line"] for p in theme["plan"]] == [0, 1, 2, 3]
     for entry in theme["plan"]:  # every planned keyword landed in its own line

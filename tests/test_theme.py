@@ -18,9 +18,10 @@ needs_wordnet = pytest.mark.skipif(not wordnet.available(), reason="WordNet file
 
 def test_a_chinese_theme_gives_its_own_characters_then_curated_imagery():
     theme = understand_theme("江雪", "zh")
-    assert theme.words == ["江", "雪"]
-    assert theme.keywords[:2] == ["江", "雪"] and "寒" in theme.related and "舟" in theme.related
+    assert theme.words == ["江", "雪"] and theme.phrases == ["江雪"]
+    assert theme.keywords[0] == "江雪" and "寒" in theme.related and "舟" in theme.related  # the phrase whole
     assert understand_theme("故乡", "zh").words == ["故", "鄉"]  # the model writes traditional characters
+    assert understand_theme("落花时节", "zh").keywords[:2] == ["落花", "時節"]
     glossed = understand_theme("autumn moon, zzqx", "zh")
     assert glossed.words == ["秋", "月"] and glossed.unknown == ["zzqx"]
     assert understand_theme("", "zh").keywords == []
@@ -80,11 +81,13 @@ def test_planned_keywords_land_in_their_lines_and_the_form_still_holds():
     chars = [ch for g in sorted(table.group_chars) for ch in sorted(table.group_chars[g]) if chinese.is_han(ch)][::7]
     tokenizer = CharTokenizer(list(dict.fromkeys(chars + list("江雪寒舟不無") + list("，。\n"))))
     form = {f.name: f for f in all_forms()}["七绝"]
-    plan_ = ["江", "雪", "寒", "舟"]
+    plan_ = ["江雪", "雪", "寒", "舟"]  # a theme word is written whole, in its line
     texts = _random_decode(tokenizer, ClassicalVerseProcessor(tokenizer, 4, 7, line_keywords=plan_))
     for text in texts:
         lines = chinese.split_lines(text)
         assert len(lines) == 4 and all(k in line for k, line in zip(plan_, lines)), text
+        # No stutter: a planned character at most twice besides its own line's placement.
+        assert all(text.count(ch) <= 3 for ch in "江雪寒舟"), text
         assert form.validate(text).ok, text
         assert sum(text.count(ch) for ch in "不無") <= 1, text
     # The same random logits without the plan almost never hold all four.

@@ -42,6 +42,7 @@ class ThemeUnderstanding:
     text: str
     language: str
     words: list[str] = field(default_factory=list)  # the theme's own words (zh: characters), as placed
+    phrases: list[str] = field(default_factory=list)  # zh: the theme's words of 2-3 characters, kept whole
     related: list[str] = field(default_factory=list)  # related imagery, strongest first
     unknown: list[str] = field(default_factory=list)  # theme words that could not be understood
     sources: dict[str, str] = field(default_factory=dict)  # keyword → "theme" | "glossary" | "imagery" | "wordnet"
@@ -49,7 +50,10 @@ class ThemeUnderstanding:
 
     @property
     def keywords(self) -> list[str]:
-        return (self.words + [w for w in self.related if w not in self.words])[:MAX_KEYWORDS]
+        """What a form places, in order: the theme's phrases whole (長城), its other words, then related."""
+        in_phrases = set("".join(self.phrases))
+        own = self.phrases + [w for w in self.words if w not in in_phrases]
+        return (own + [w for w in self.related if w not in own])[:MAX_KEYWORDS]
 
     def to_dict(self) -> dict:
         return {**asdict(self), "keywords": self.keywords}
@@ -120,6 +124,9 @@ def _understand_zh(result: ThemeUnderstanding, script: str) -> None:
             han = convert(glossed)
             result.notes.append(f"{word} → {han}")
         own_words.append(han)
+        content = "".join(ch for ch in han if ch not in THEME_STOP_ZH and kw.is_han(ch))
+        if 2 <= len(content) <= 3 and content not in result.phrases:
+            result.phrases.append(content)
         for ch in han:
             if ch not in THEME_STOP_ZH and kw.is_han(ch) and ch not in result.words:
                 result.words.append(ch)

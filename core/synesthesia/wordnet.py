@@ -61,14 +61,15 @@ def _exceptions(pos: str) -> dict[str, str]:
 
 @functools.lru_cache(maxsize=4096)
 def _synset(pos: str, offset: int) -> tuple[tuple[str, ...], tuple[tuple[str, int, str], ...]]:
-    """(words, pointers) of the synset at ``offset`` in ``data.<pos>``; pointers are (symbol, offset, pos)."""
+    """(words as written, pointers) of the synset at ``offset`` in ``data.<pos>``; pointers are
+    (symbol, offset, pos). Words keep their case: ``Haitian`` is a name, ``haven`` is not."""
     with open(wordnet_dir() / f"data.{pos}", "rb") as handle:
         handle.seek(offset)
         line = handle.readline().decode("utf-8", errors="replace")
     fields = line.split(" | ")[0].split()
     # offset lex_filenum ss_type w_cnt word lex_id ... p_cnt ptr...
     w_cnt = int(fields[3], 16)
-    words = tuple(fields[4 + 2 * i].split("(")[0].lower() for i in range(w_cnt))
+    words = tuple(fields[4 + 2 * i].split("(")[0] for i in range(w_cnt))
     at = 4 + 2 * w_cnt
     p_cnt = int(fields[at])
     pointers = tuple((fields[at + 1 + 4 * i], int(fields[at + 2 + 4 * i]), POS_FILES[fields[at + 3 + 4 * i]])
@@ -104,7 +105,7 @@ def related_words(word: str, *, senses: int = 1, limit: int = 24) -> list[str]:
     own = {word.lower()}
 
     def add(words) -> None:
-        for w in words:
+        for w in (w.lower() for w in words):
             if "_" not in w and "-" not in w and w.isalpha() and w not in own and w not in out:
                 out.append(w)
 
@@ -125,3 +126,14 @@ def related_words(word: str, *, senses: int = 1, limit: int = 24) -> list[str]:
         if len(out) >= limit:
             break
     return out[:limit]
+
+
+def is_common_word(word: str) -> bool:
+    """Whether WordNet files ``word`` in lower case somewhere (a common word), not only capitalised as a
+    name or a people (``Haitian``, ``Cole``); False for words it does not know."""
+    word = word.lower()
+    for pos in ("noun", "verb", "adj", "adv"):
+        for offset in _index(pos).get(word, ()):
+            if word in _synset(pos, offset)[0]:
+                return True
+    return False

@@ -43,7 +43,8 @@ from synesthesia_poetry import chinese
 COMMA, FULL_STOP, NEWLINE = "，", "。", "\n"
 KEYWORD_BIAS = 1.5  # logit bonus for a line's planned keyword before it is forced at its last place
 FILLER_CHARS = "不無无"  # at most one a poem, and discouraged before that
-FILLER_PENALTY = 1.5
+FILLER_PENALTY = 0.5
+MAX_KEYWORD_USES = 2  # a planned keyword character is written at most twice a poem
 _PUNCT_PIECES = set("，。！？；：、,.!?;: \n\t")
 
 # --------------------------------------------------------------------------------------------------
@@ -177,7 +178,9 @@ class _RowState:
     used_rhymes: set[int] = field(default_factory=set)
     done: bool = False
     keyword_placed: bool = False  # the current line's planned keyword has been written
+    keyword_progress: int = 0  # characters of a multi-character keyword written in a row so far
     fillers: int = 0  # filler characters (不 無) written so far
+    keyword_uses: dict[int, int] = field(default_factory=dict)  # planned keyword id → times written
 
 
 class ClassicalVerseProcessor:
@@ -189,9 +192,14 @@ class ClassicalVerseProcessor:
                  line_keywords: Sequence[str | None] = (), keyword_bias: float = KEYWORD_BIAS,
                  filler_penalty: float = FILLER_PENALTY):
         self.vocab = chinese_vocab(tokenizer)
-        # One planned keyword character per line (None: free); those the model cannot write are dropped.
-        self.line_keywords = [self.vocab.char_ids.get(k) if k and len(k) == 1 and chinese.tones(k) else None
-                              for k in line_keywords]
+        # One planned keyword per line (None: free) as token ids: a character, or a short word (長城) written
+        # whole; a keyword the model cannot write, or too long for the line, is dropped.
+        self.line_keywords: list[tuple[int, ...] | None] = []
+        for word in line_keywords:
+            ids = tuple(self.vocab.char_ids.get(ch, -1) for ch in word or "")
+            ok = ids and len(ids) < n_chars and all(i >= 0 and chinese.tones(ch) for i, ch in zip(ids, word))
+            self.line_keywords.append(ids if ok else None)
+        self.keyword_ids = {i for k in self.line_keywords if k for i in k}
         self.keyword_bias = keyword_bias
         self.filler_penalty = filler_penalty
         self.filler_ids = [self.vocab.char_ids[ch] for ch in FILLER_CHARS if ch in self.vocab.char_ids]
@@ -248,8 +256,15 @@ class ClassicalVerseProcessor:
             return
         if piece in _PUNCT_PIECES:  # only reachable when constraints were relaxed; do not count it
             return
-        if token_id == self._line_keyword(state):
-            state.keyword_placed = True
+        keyword = self._line_keyword(state)
+        if keyword and not state.keyword_placed:
+            if token_id == keyword[state.keyword_progress]:
+                state.keyword_progress += 1
+            else:  # broken off: this character may still begin it
+                state.keyword_progress = int(token_id == keyword[0])
+            state.keyword_placed = state.keyword_progress == len(keyword)
+        if token_id in self.keyword_ids:
+            state.keyword_uses[token_id] = state.keyword_uses.get(token_id, 0) + 1
         state.fillers += token_id in self.filler_ids
         pos = state.pos
         if pos in self.key and state.patterns:
@@ -271,31 +286,40 @@ class ClassicalVerseProcessor:
     def _next_line(self, state: _RowState) -> None:
         state.line += 1
         state.pos = 0
-        state.keyword_placed = False
+        state.keyword_placed, state.keyword_progress = False, 0
         if state.line >= self.n_lines or (self.stop_after_line is not None and state.line > self.stop_after_line):
             state.done = True
 
-    def _line_keyword(self, state: _RowState) -> int | None:
+    def _line_keyword(self, state: _RowState) -> tuple[int, ...] | None:
         keywords = self.line_keywords
         return keywords[state.line] if state.line < len(keywords) else None
 
-    def _keyword_fits(self, state: _RowState, pos: int, token_id: int) -> bool:
-        """Whether the keyword may stand at ``pos`` of the current line: not the line's last character
-        (rhyme and the line-end tone stay free), not a 藏头诗 head, and a tone some pattern still allows."""
-        if pos >= self.n_chars - 1 or (pos == 0 and self.heads and state.line < len(self.heads)):
+    def _keyword_fits(self, state: _RowState, start: int, keyword: tuple[int, ...]) -> bool:
+        """Whether the keyword may stand from ``start`` in the current line: before the line's last
+        character (rhyme and the line-end tone stay free), not on a 藏头诗 head, and with tones that one
+        of the patterns still possible allows at every key position it covers."""
+        end = start + len(keyword)
+        if end > self.n_chars - 1 or (start == 0 and self.heads and state.line < len(self.heads)):
             return False
-        if pos not in self.key or not state.patterns:
+        if not state.patterns:
             return True
-        tone_set = chinese.tones(self.vocab.pieces[token_id])
-        return any(p.lines[state.line][pos] in tone_set for p in state.patterns)
+        tones = [chinese.tones(self.vocab.pieces[t]) for t in keyword]
+        return any(all(pos not in self.key or p.lines[state.line][pos] in tone_set
+                       for pos, tone_set in zip(range(start, end), tones)) for p in state.patterns)
 
     def _keyword_due(self, state: _RowState) -> int | None:
-        """The line's keyword when it is still unwritten; forced (returned) at its last possible place."""
+        """The keyword's next character when it must be written now: the rest of a keyword already begun,
+        or its start at the last place it still fits the line."""
         keyword = self._line_keyword(state)
-        if keyword is None or state.keyword_placed or not self._keyword_fits(state, state.pos, keyword):
+        if keyword is None or state.keyword_placed:
+            return None
+        if state.keyword_progress:
+            begun = state.pos - state.keyword_progress
+            return keyword[state.keyword_progress] if self._keyword_fits(state, begun, keyword) else None
+        if not self._keyword_fits(state, state.pos, keyword):
             return None
         later = any(self._keyword_fits(state, p, keyword) for p in range(state.pos + 1, self.n_chars))
-        return None if later else keyword
+        return None if later else keyword[0]
 
     def _piece(self, token_id: int) -> str:
         pieces = self.vocab.pieces
@@ -363,12 +387,19 @@ class ClassicalVerseProcessor:
         after one use, while anything else remains allowed."""
         if state.done or state.punct:
             return
-        keyword = self._line_keyword(state)
-        if keyword is not None and not state.keyword_placed:
-            logits[row, keyword] += self.keyword_bias
-        if self.filler_ids:
-            import torch
+        import torch
 
+        keyword = self._line_keyword(state)
+        if keyword is not None and not state.keyword_placed and not state.keyword_progress:
+            logits[row, keyword[0]] += self.keyword_bias
+        # A theme character twice is emphasis; four times (花 in every line) is a stutter.
+        spent = [k for k, n in state.keyword_uses.items() if n >= MAX_KEYWORD_USES and k not in (keyword or ())]
+        if spent:
+            others = torch.isfinite(logits[row])
+            others[spent] = False
+            if bool(others.any()):
+                logits[row, spent] = float("-inf")
+        if self.filler_ids:
             ids = self.filler_ids
             if not state.fillers:
                 logits[row, ids] -= self.filler_penalty
@@ -469,6 +500,7 @@ class EnglishVocab:
     letter_mask: Any  # [V]
     newline: Any  # [V] the line-break token
     punct: Any  # [V] single-character tokens that end a word without a space (, . ; ! ? -)
+    end_punct: Any  # [V] those that may end a line: no dash ("snow-" is a stub, not a line end)
     space: Any  # [V]
     eos_id: int
     verse_marks: Any  # [V] single characters other than letters and the colon, and <eos>: no byte or control tokens
@@ -485,6 +517,7 @@ def english_vocab(tokenizer) -> EnglishVocab:
         letter_mask=letter_mask,
         newline=torch.tensor([p == "\n" for p in pieces], dtype=torch.bool),
         punct=torch.tensor([p in ",.;!?-—" for p in pieces], dtype=torch.bool),
+        end_punct=torch.tensor([p in ",.;!?" for p in pieces], dtype=torch.bool),
         space=torch.tensor([p == " " for p in pieces], dtype=torch.bool),
         eos_id=int(tokenizer.eos_id),
         verse_marks=torch.tensor([(len(p) == 1 and p not in _LETTERS and p != SPEAKER_CUE_MARK) or i == tokenizer.eos_id
@@ -734,7 +767,7 @@ class SyllableLineProcessor:
         last_line = row.line == len(self.targets) - 1
         line_end = eos | v.newline if last_line else v.newline
         if row.closing:
-            return line_end | v.punct if row.partial else line_end
+            return line_end | v.end_punct if row.partial else line_end
         target = plan.syllables
         if plan.keyword and not row.keyword_placed and row.partial.lower() == plan.keyword:
             return v.space | v.punct  # the keyword is written: close it as it is ("lamp", not "lamplight")
@@ -767,7 +800,7 @@ class SyllableLineProcessor:
             # syllable, and be closed by one punctuation mark.
             if not row.partial:
                 return line_end
-            return line_end | v.punct | letters
+            return line_end | v.end_punct | letters
         return v.space | v.punct | letters
 
     def __call__(self, generated, logits):

@@ -151,9 +151,8 @@ def rhyme_classes() -> dict[str, tuple[str, ...]]:
 
     from synesthesia import wordnet
 
-    # Names rhyme too (singh, nora): an end word must also be a WordNet word (noun, verb, adjective, adverb).
-    known = (lambda w: any(w in wordnet._index(pos) for pos in ("noun", "verb", "adj", "adv"))) \
-        if wordnet.available() else (lambda w: True)
+    # Names rhyme too (singh, nora, haitian): an end word must also be a common WordNet word.
+    known = wordnet.is_common_word if wordnet.available() else (lambda w: True)
     classes: dict[str, list[tuple[float, str]]] = {}
     for word, count in english_lexicon().syllables.items():
         if count > 2 or "'" in word or len(word) < 3 or not known(word):

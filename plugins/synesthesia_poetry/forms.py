@@ -61,7 +61,7 @@ def chinese_keywords(theme: str) -> list[str]:
 def line_plan(request: FormRequest, n_lines: int, *, han_only: bool = False) -> list[dict[str, Any]]:
     """The theme's keywords in line order, one a line: [{"line": i, "keyword": k}]. The theme's own
     words come first in ``request.keywords``, so they are placed before related imagery."""
-    keywords = [k for k in request.keywords if not han_only or (len(k) == 1 and chinese.is_han(k))]
+    keywords = [k for k in request.keywords if not han_only or (len(k) <= 3 and all(map(chinese.is_han, k)))]
     return [{"line": i, "keyword": k} for i, k in enumerate(keywords[:n_lines])]
 
 
