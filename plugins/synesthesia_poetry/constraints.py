@@ -676,8 +676,8 @@ class SyllableLineProcessor:
     Words are dictionary words (``english_lexicon``, whose counts are the CMU counts the validators use):
     a letter is allowed only if some word starting so still fits the line's remaining syllables, a word
     ends only where it is whole; the line break only when the count is met, and then it is the only
-    choice (after at most one punctuation mark). No capitals inside words and no colon (see
-    ``EnglishWordsProcessor``).
+    choice (after at most one punctuation mark). No capitals inside words, no colon (see
+    ``EnglishWordsProcessor``) and no dashes (a dash before a placed word reads "the dead- wick").
 
     ``plans`` gives per-line ``LinePlan``s, one list per candidate row (row ``r`` uses
     ``plans[r % len(plans)]``, so a batch of candidates tries different rhyme words). The syllables of a
@@ -770,7 +770,7 @@ class SyllableLineProcessor:
             return line_end | v.end_punct if row.partial else line_end
         target = plan.syllables
         if plan.keyword and not row.keyword_placed and row.partial.lower() == plan.keyword:
-            return v.space | v.punct  # the keyword is written: close it as it is ("lamp", not "lamplight")
+            return v.space | v.end_punct  # the keyword is written: close it as it is ("lamp", not "lamplight")
         reserve = self._reserve(row, plan)
         if not row.partial and reserve and row.done + reserve > target:
             # Over budget (a word the lexicon counts otherwise): keep the rhyme, drop the keyword.
@@ -789,7 +789,7 @@ class SyllableLineProcessor:
         if row.done + word + reserve == target and (row.has_text or reserve):
             if reserve and (row.partial or row.last in (" ", "") or row.last in ",.;!?-—"):
                 if row.partial:  # the free words are done: close this one (or let it grow by letters that
-                    return v.space | v.punct | letters  # add no syllable), then the form writes the rest
+                    return v.space | v.end_punct | letters  # add no syllable), then the form writes the rest
                 if self._keyword_pending(row, plan):
                     return self._force(row, plan.keyword)
                 row.closing = True
@@ -801,7 +801,7 @@ class SyllableLineProcessor:
             if not row.partial:
                 return line_end
             return line_end | v.end_punct | letters
-        return v.space | v.punct | letters
+        return v.space | v.end_punct | letters
 
     def __call__(self, generated, logits):
         import torch
