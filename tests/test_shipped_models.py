@@ -21,7 +21,7 @@ def tang():
     return load_checkpoint(CHECKPOINTS / "tang")
 
 
-@pytest.mark.parametrize("name", ["tang", "shakespeare"])
+@pytest.mark.parametrize("name", ["tang", "shakespeare", "verse"])
 def test_shipped_checkpoint_is_small_half_precision_and_documented(name):
     folder = CHECKPOINTS / name
     assert (folder / "model.safetensors").stat().st_size <= MAX_BYTES
@@ -111,3 +111,18 @@ def test_shakespeare_primer_prompts_a_speaker_for_verse_forms_only():
     loaded.generate(GenerationRequest(conditioning=story.conditioning(FormRequest(theme="sea")),
                                       sampling=SamplingSettings(seed=2, max_new_tokens=20)))
     assert loaded.describe()["primer"] is None
+
+
+def test_verse_is_the_default_for_english_verse_and_writes_verse_not_drama():
+    from synesthesia.config import ModelConfig
+    from synesthesia.pipeline import load_generator, plan, write_candidates
+
+    auto = ModelConfig().auto  # the default map of `synesthesia run`
+    for form, model in (("sonnet", "verse"), ("haiku", "verse"), ("screenplay", "shakespeare"), ("七绝", "tang")):
+        assert plan({"form": form, "model": {"name": "auto", "auto": auto}}).model_name == model
+    plan_ = plan({"form": "free", "theme": "river", "seed": 1, "model": {"name": "verse", "threads": 1},
+                  "generation": {"candidates": 2, "max_attempts": 1, "constrained": False, "max_new_tokens": 200},
+                  "pipeline": {"renderers": []}})
+    text, _, _ = write_candidates(plan_, load_generator(plan_), log=lambda m: None)
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) >= 2 and not any(line.rstrip().endswith(":") for line in lines), text  # no speaker cues
