@@ -559,8 +559,32 @@ _WORD_SHAPE = re.compile(r"[a-z]+(?:'[a-z]+)*")
 # these English ones are kept, so a line never closes on a fragment like "the sta".
 TWO_LETTER_WORDS = frozenset("ah am an as at be by do eh go he hi ho if in is it lo me my no of oh ok on or "
                              "ox so to up us we ye".split())
-COMMON_WORDS = 50_000  # wordfreq's most frequent English words that the lexicon draws on
+COMMON_WORDS = 50_000
+VERY_COMMON_WORDS = 8_000  # wordfreq's most frequent English words that the lexicon draws on
 POETIC_ELISIONS = frozenset(("o'er", "ne'er", "e'er", "'tis", "'twas"))
+
+
+def _known_english_word() -> Callable[[str], bool]:
+    """A test that drops the clipped words and foreign syllables among wordfreq's common words (comm,
+    prost, mong): a word is kept when WordNet knows it (inflections too), when it is very common
+    (among wordfreq's VERY_COMMON_WORDS: the function words WordNet leaves out), or when it is archaic verse (thee, hath, ere).
+    Without WordNet's files every word is kept."""
+    from wordfreq import top_n_list
+
+    from synesthesia import wordnet
+    from synesthesia.keywords import ARCHAIC_STOP_WORDS
+
+    if not wordnet.available():
+        return lambda word: True
+    parts = ("noun", "verb", "adj", "adv")
+    frequent = set(top_n_list("en", VERY_COMMON_WORDS))
+
+    def known(word: str) -> bool:
+        base = word.split("'")[0]
+        return (word in frequent or base in ARCHAIC_STOP_WORDS or word in POETIC_ELISIONS
+                or any(wordnet.base_forms(base, pos) for pos in parts))
+
+    return known
 
 
 @functools.lru_cache(maxsize=1)
@@ -568,12 +592,14 @@ def english_lexicon() -> Lexicon:
     """Common English words with a CMU pronunciation: the CMU Pronouncing Dictionary (via ``pronouncing``)
     holds ~126k entries, many of them surnames and abbreviations (``hastert``, ``th``), so only those
     among wordfreq's COMMON_WORDS most frequent words are kept (plus contractions of them and a few
-    poetic elisions); of single letters only ``a``, ``i`` and ``o``, of two letters only ``TWO_LETTER_WORDS``."""
+    poetic elisions); of single letters only ``a``, ``i`` and ``o``, of two letters only ``TWO_LETTER_WORDS``;
+    and only words ``_known_english_word`` accepts."""
     import pronouncing
     from wordfreq import top_n_list
 
     pronouncing.init_cmu()
     common = set(top_n_list("en", COMMON_WORDS))
+    known = _known_english_word()
     syllables: dict[str, int] = {}
     fewest: dict[str, int] = {}
     for word, phones in pronouncing.lookup.items():
@@ -582,6 +608,8 @@ def english_lexicon() -> Lexicon:
         if len(word) == 1 and word not in "aio" or len(word) == 2 and word not in TWO_LETTER_WORDS:
             continue
         if word not in common and word.split("'")[0] not in common and word not in POETIC_ELISIONS:
+            continue
+        if not known(word):
             continue
         count = sum(ch.isdigit() for ch in phones[0])
         syllables[word] = count
@@ -660,6 +688,7 @@ class LinePlan:
     syllables: int
     end_word: str | None = None
     keyword: str | None = None
+    keyword_after: int | None = None  # syllables of free words before the keyword (None: just before the rhyme)
 
 
 def word_syllables(word: str) -> int:
@@ -706,6 +735,8 @@ class SyllableLineProcessor:
         """Syllables held back for the words the form places: the rhyme word, and the keyword until written."""
         reserve = word_syllables(plan.end_word) if plan.end_word else 0
         if self._keyword_pending(row, plan):
+            if plan.keyword_after is not None:  # the keyword is due once that many free syllables are written
+                return plan.syllables - plan.keyword_after
             reserve += word_syllables(plan.keyword)
         return reserve
 
@@ -787,7 +818,7 @@ class SyllableLineProcessor:
         if word is None or row.done + word + reserve > target:
             return letters  # only a longer word can close here
         if row.done + word + reserve == target and (row.has_text or reserve):
-            if reserve and (row.partial or row.last in (" ", "") or row.last in ",.;!?-—"):
+            if reserve and (row.partial or row.last in (" ", "", "\n") or row.last in ",.;!?-—"):
                 if row.partial:  # the free words are done: close this one (or let it grow by letters that
                     return v.space | v.end_punct | letters  # add no syllable), then the form writes the rest
                 if self._keyword_pending(row, plan):

@@ -266,7 +266,9 @@ def verse_plans(name: str, request: FormRequest, variants: int = VERSE_PLANS) ->
             room = target - (word_syllables(end) if end else 0) - 1
             if keyword and (keyword == end or word_syllables(keyword) > room):
                 keyword = None
-            lines.append(LinePlan(target, end, keyword))
+            # The keyword goes mid-line: half the free syllables before it, half after.
+            after = (room + 1 - word_syllables(keyword)) // 2 if keyword else None
+            lines.append(LinePlan(target, end, keyword, after))
         plans.append(lines)
     return plans
 
