@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import sys
 import time
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
+from machine import cpu_model  # noqa: E402
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -38,16 +39,6 @@ THEMES = ["night train", "abandoned orchard", "old soldier", "first snow", "floo
           "desert well", "last letter", "harbour at dawn", "clockmaker's daughter"]
 BEFORE_BUDGET = {"screenplay": 600, "story": 500}  # the forms' max_new_tokens before the prose forms
 CUE = re.compile(r"(?m)^[ \t]*[A-Z][A-Za-z .'-]*:[ \t]*$|^[A-Z][A-Za-z .'-]*:\s")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def request_for(theme: str):

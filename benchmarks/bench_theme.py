@@ -69,6 +69,8 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
+from machine import cpu_model  # noqa: E402
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -631,18 +633,6 @@ def print_tables(rows: list[dict], out=sys.stdout) -> None:
             previous = r["form"]
             print(f"{pad(r['form'], 8)} {r['source']:<{width}} {r['n']:>4} "
                   + " ".join(f"{cell(r, key):>6}" for _, key in columns), file=out)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown"
 
 
 def compare(paths: list[str]) -> int:
