@@ -117,3 +117,15 @@ def test_shipped_tang_model_holds_the_theme_and_the_form():
     for theme in ("江雪", "边塞"):
         text, verdict, plan_ = _write("五绝", theme, "tang")
         assert verdict.ok and all(ch in text for ch in plan_.theme.words), (theme, text)
+
+
+def test_a_warm_process_loads_each_model_once(tmp_path):
+    from synesthesia.pipeline import GeneratorCache, run_pipeline
+
+    cache = GeneratorCache()
+    config = {"form": "五绝", "model": {"name": "tang", "threads": 1}, "generation": {"candidates": 2},
+              "pipeline": {"renderers": []}}
+    first = run_pipeline({**config, "theme": "江雪"}, tmp_path / "a", generators=cache, log=lambda m: None)
+    second = run_pipeline({**config, "theme": "边塞"}, tmp_path / "b", generators=cache, log=lambda m: None)
+    assert len(cache) == 1 and second.manifest["timings"]["load_model"] < 0.05
+    assert first.text != second.text

@@ -237,6 +237,28 @@ def load_generator(plan_: Plan) -> Any:
     return plan_.generator.load(plan_.model_name, device=plan_.device, dtype=plan_.dtype)
 
 
+class GeneratorCache:
+    """Models loaded once per process, for long-lived processes (a server, an installation loop): keyed by
+    generator, model, device and dtype. Not thread-safe for decoding: run one pipeline at a time per model."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[tuple, Any] = {}
+
+    def get(self, plan_: Plan) -> Any:
+        key = (getattr(plan_.generator, "name", type(plan_.generator).__name__), plan_.model_name, plan_.device,
+               plan_.dtype)
+        if key not in self._loaded:
+            self._loaded[key] = load_generator(plan_)
+        elif plan_.threads > 0:
+            import torch
+
+            torch.set_num_threads(plan_.threads)
+        return self._loaded[key]
+
+    def __len__(self) -> int:
+        return len(self._loaded)
+
+
 def plugin_versions(registry: Registry) -> list[dict[str, Any]]:
     return [{"name": p.name, "version": p.version, "module": p.module}
             for p in sorted(registry.plugins.values(), key=lambda p: p.name) if p.error is None]
@@ -325,8 +347,10 @@ def reproduce_command(config: Mapping[str, Any]) -> str:
     return " ".join(parts)
 
 
-def run_pipeline(config: Mapping[str, Any], run_dir: Path, *, registry: Registry | None = None, log=print) -> Artwork:
-    """Make one artwork into ``run_dir/artwork`` from a resolved config (a plain dict)."""
+def run_pipeline(config: Mapping[str, Any], run_dir: Path, *, registry: Registry | None = None, log=print,
+                 generators: GeneratorCache | None = None) -> Artwork:
+    """Make one artwork into ``run_dir/artwork`` from a resolved config (a plain dict). With ``generators``
+    (a long-lived process's cache) the model is loaded once, not once per artwork."""
     registry = registry or get_registry()
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -336,7 +360,7 @@ def run_pipeline(config: Mapping[str, Any], run_dir: Path, *, registry: Registry
     if plan_.theme.unknown:
         log(f"note: theme word(s) not understood, left out: {', '.join(plan_.theme.unknown)}")
     t0 = time.perf_counter()
-    loaded = load_generator(plan_)
+    loaded = generators.get(plan_) if generators is not None else load_generator(plan_)
     timings["load_model"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     text, verdict, history = write_candidates(plan_, loaded, log=log)
