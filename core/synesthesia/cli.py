@@ -18,7 +18,9 @@ DEBUG_ENV = "SYNESTHESIA_DEBUG"
 
 # Commands that live in their own modules ("name": "module:attribute", a click command), imported only
 # when run or listed, so that `synesthesia --help` stays fast.
-LAZY_COMMANDS: dict[str, str] = {}
+LAZY_COMMANDS: dict[str, str] = {
+    "export": "synesthesia.export:export",
+}
 
 
 class LazyGroup(click.Group):
