@@ -17,6 +17,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -144,6 +145,9 @@ def plan(config: Mapping[str, Any], registry: Registry | None = None) -> Plan:
         stop=list(gen.get("stop") or []) + list(form.stop),
         seed=int(cfg.get("seed", 0)),
     )
+    from synesthesia.sampling import check_settings
+
+    check_settings(sampling)  # before any work, not after the model has loaded
     candidates = int(gen.get("candidates", 8))
     attempts = int(gen.get("max_attempts", 3))
     if candidates < 1 or attempts < 1:
@@ -300,16 +304,50 @@ def _file_hashes(folder: Path) -> dict[str, str]:
     }
 
 
+_LEFTOVER = re.compile(rf"^\.(?:{ARTWORK_DIR}-staging|{ARTWORK_DIR}-old|rev-\d+-staging)-(\d+)(?:-\d+)?$")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_staging(run_dir: Path) -> list[Path]:
+    """Delete half-built folders that a killed process left (``.artwork-staging-PID-…``, ``.rev-N-staging-PID``)
+    in ``run_dir`` and its ``revisions/``; a live process's are left alone. Returns what was removed."""
+    removed = []
+    for folder in (run_dir, run_dir / REVISIONS_DIR):
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            match = _LEFTOVER.match(entry.name)
+            if match and entry.is_dir() and not _process_alive(int(match.group(1))):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
+    return removed
+
+
 def _stage(run_dir: Path) -> Path:
+    remove_stale_staging(run_dir)
     staging = run_dir / f".{ARTWORK_DIR}-staging-{os.getpid()}-{time.time_ns()}"
     staging.mkdir(parents=True)
     return staging
 
 
-def _publish(run_dir: Path, staging: Path) -> Path:
-    """Swap the staging folder in as ``artwork/``; the previous one (if any) was already kept."""
+def _publish(run_dir: Path, staging: Path, keep_previous_as: Path | None = None) -> Path:
+    """Swap the staging folder in as ``artwork/``. The previous one is moved whole to ``keep_previous_as``
+    (a run into a folder that already held an artwork), or deleted (``render`` kept a copy already)."""
     target = run_dir / ARTWORK_DIR
-    if target.exists():
+    if target.exists() and keep_previous_as is not None:
+        keep_previous_as.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(target, keep_previous_as)
+        os.replace(staging, target)
+    elif target.exists():
         old = run_dir / f".{ARTWORK_DIR}-old-{os.getpid()}-{time.time_ns()}"
         os.replace(target, old)
         os.replace(staging, target)
@@ -319,9 +357,61 @@ def _publish(run_dir: Path, staging: Path) -> Path:
     return target
 
 
+class RunLock:
+    """An exclusive lock on a run folder while an artwork is written or re-rendered, so two processes never
+    write one artwork at once (the second is told so in one line, before any work)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / ".synesthesia.lock"
+        self._handle = None
+
+    def __enter__(self) -> "RunLock":
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = open(self.path, "a+")
+        try:
+            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._handle.close()
+            raise SynesthesiaError(f"another synesthesia process is writing {self.path.parent}; "
+                                   "wait for it to finish or choose another folder") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import fcntl
+
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+
+
+def _revision_folders(run_dir: Path) -> list[int]:
+    folder = run_dir / REVISIONS_DIR
+    if not folder.is_dir():
+        return []
+    return [int(m.group(1)) for m in (re.fullmatch(r"rev-(\d+)", p.name) for p in folder.iterdir()) if m]
+
+
+def _prior_artwork(run_dir: Path) -> tuple[int, dict[str, Any]] | None:
+    """An artwork already in ``run_dir``: (the revision number it is kept as, its manifest or {})."""
+    artwork = run_dir / ARTWORK_DIR
+    if not artwork.exists():
+        return None
+    try:
+        manifest = json.loads((artwork / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = {}
+    manifest = manifest if isinstance(manifest, dict) else {}
+    revision = manifest.get("revision")
+    revision = revision if isinstance(revision, int) and revision > 0 else 1
+    taken = _revision_folders(run_dir)
+    return (max([revision] + [n + 1 for n in taken]), manifest)
+
+
 def finish_artwork(run_dir: Path, staging: Path, text: str, manifest: dict[str, Any],
                    renderers: list[tuple[Renderer, Any]], *, fail_on_error: bool, registry: Registry,
-                   started: float | None = None, log=print) -> Artwork:
+                   started: float | None = None, log=print, keep_previous_as: Path | None = None) -> Artwork:
     write_atomic(staging / TEXT_FILE, text if text.endswith("\n") else text + "\n")
     render_started = time.perf_counter()
     manifest["renderers"] = render_into(staging, text, manifest, renderers, fail_on_error=fail_on_error, log=log)
@@ -330,7 +420,7 @@ def finish_artwork(run_dir: Path, staging: Path, text: str, manifest: dict[str, 
     if started is not None:
         manifest["timings"]["total"] = round(time.perf_counter() - started, 3)
     write_json_atomic(staging / MANIFEST_FILE, manifest)
-    path = _publish(run_dir, staging)
+    path = _publish(run_dir, staging, keep_previous_as)
     files = [path / name for name in manifest["files"]] + [path / MANIFEST_FILE]
     artwork = Artwork(path=path, text=text, manifest=manifest, files=files)
     registry.notify_artwork_created(artwork)
@@ -352,11 +442,18 @@ def run_pipeline(config: Mapping[str, Any], run_dir: Path, *, registry: Registry
     """Make one artwork into ``run_dir/artwork`` from a resolved config (a plain dict). With ``generators``
     (a long-lived process's cache) the model is loaded once, not once per artwork."""
     registry = registry or get_registry()
-    timings: dict[str, float] = {}
     started = time.perf_counter()
     plan_ = plan(config, registry)  # every check before any work
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(run_dir):
+        return _run_locked(plan_, config, run_dir, registry, log, generators, started)
+
+
+def _run_locked(plan_: Plan, config: Mapping[str, Any], run_dir: Path, registry: Registry, log,
+                generators: GeneratorCache | None, started: float) -> Artwork:
+    timings: dict[str, float] = {}
+    prior = _prior_artwork(run_dir)  # an artwork already here is kept whole, never overwritten
     if plan_.theme.unknown:
         log(f"note: theme word(s) not understood, left out: {', '.join(plan_.theme.unknown)}")
     t0 = time.perf_counter()
@@ -390,14 +487,26 @@ def run_pipeline(config: Mapping[str, Any], run_dir: Path, *, registry: Registry
         "reproduce": reproduce_command(config),
         "timings": timings,
     }
+    keep = None
+    if prior is not None:
+        kept_as, old = prior
+        keep = run_dir / REVISIONS_DIR / f"rev-{kept_as:03d}"
+        history = [r for r in old.get("revisions", []) if isinstance(r, dict)]
+        manifest["revision"] = kept_as + 1
+        manifest["revisions"] = history + [{"revision": kept_as + 1, "source": "model", "created": created,
+                                            "text_sha256": sha256_text(text),
+                                            "previous": str(keep.relative_to(run_dir))}]
     staging = _stage(run_dir)
     try:
         artwork = finish_artwork(run_dir, staging, text, manifest, plan_.renderers,
                                  fail_on_error=bool(dict(config.get("pipeline") or {}).get("fail_on_renderer_error")),
-                                 registry=registry, started=started, log=log)
+                                 registry=registry, started=started, log=log, keep_previous_as=keep)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    if keep is not None:
+        log(f"note: {run_dir} already held an artwork; it is kept whole in {keep} and this is revision "
+            f"{manifest['revision']}")
     return artwork
 
 
@@ -419,14 +528,25 @@ def render_revision(path: Path, *, force: bool = False, registry: Registry | Non
     """Re-render every medium from the (edited) ``text.txt``, keeping the previous revision."""
     registry = registry or get_registry()
     run_dir, artwork_dir = find_artwork(path)
+    with RunLock(run_dir):
+        return _render_locked(run_dir, artwork_dir, force, registry, log)
+
+
+def _render_locked(run_dir: Path, artwork_dir: Path, force: bool, registry: Registry, log) -> Artwork:
     try:
         manifest = json.loads((artwork_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:
         raise SynesthesiaError(f"cannot read {artwork_dir / MANIFEST_FILE}: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise SynesthesiaError(f"{artwork_dir / MANIFEST_FILE} is not an artwork manifest (a JSON object); "
+                               f"restore it from {run_dir / REVISIONS_DIR}")
     text_path = artwork_dir / TEXT_FILE
     if not text_path.is_file():
         raise SynesthesiaError(f"{text_path} is missing; restore it or copy one from {run_dir / REVISIONS_DIR}")
-    new_text = text_path.read_text(encoding="utf-8").strip("\n")
+    try:
+        new_text = text_path.read_text(encoding="utf-8").strip("\n")
+    except UnicodeDecodeError:
+        raise SynesthesiaError(f"{text_path} is not UTF-8 text; save it as UTF-8 and render again") from None
     if not new_text.strip():
         raise SynesthesiaError(f"{text_path} is empty; write the text there, then run `synesthesia render` again")
     old_text = str(manifest.get("text", ""))

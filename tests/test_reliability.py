@@ -1,0 +1,108 @@
+"""Never lose the artist's work: runs into an existing artwork, damaged artworks, leftovers of killed
+processes, two writers at once, and bad sampling values before any work (issue: reliability)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from synesthesia.errors import SynesthesiaError
+from synesthesia.pipeline import RunLock, remove_stale_staging
+from tests.conftest import run_cli
+
+ENV = {"SYNESTHESIA_PLUGINS": "transformer,poetry"}
+FAST = ["form=五绝", "theme=江雪", "model.name=tang", "pipeline.renderers=[poem_text]", "generation.candidates=2"]
+
+
+def _manifest(run_dir: Path) -> dict:
+    return json.loads((run_dir / "artwork" / "manifest.json").read_text(encoding="utf-8"))
+
+
+def test_a_run_into_a_revised_artwork_keeps_it_whole(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_cli("run", f"hydra.run.dir={run_dir}", *FAST, env=ENV).returncode == 0
+    edited = "孤舟蓑笠翁，獨釣寒江雪。\n千山鳥飛絕，萬徑人蹤滅。\n"
+    (run_dir / "artwork" / "text.txt").write_text(edited, encoding="utf-8")
+    assert run_cli("render", str(run_dir), env=ENV).returncode == 0
+    assert _manifest(run_dir)["revision"] == 2
+    # A second edit, not yet rendered, must survive too.
+    unrendered = edited.replace("孤舟", "扁舟")
+    (run_dir / "artwork" / "text.txt").write_text(unrendered, encoding="utf-8")
+
+    again = run_cli("run", f"hydra.run.dir={run_dir}", *FAST[:1], "theme=边塞", *FAST[2:], env=ENV)
+    assert again.returncode == 0, again.stderr
+    notes = [line for line in again.stderr.splitlines() if "already held an artwork" in line]
+    assert len(notes) == 1 and "rev-002" in notes[0], again.stderr
+    kept = run_dir / "revisions" / "rev-002"
+    assert (kept / "text.txt").read_text(encoding="utf-8") == unrendered  # the artist's words, untouched
+    assert json.loads((kept / "manifest.json").read_text(encoding="utf-8"))["text"].startswith("孤舟蓑笠翁")
+    assert (run_dir / "revisions" / "rev-001" / "text.txt").is_file()
+    new = _manifest(run_dir)
+    assert new["revision"] == 3 and new["intent"]["theme"] == "边塞"
+    assert [r["revision"] for r in new["revisions"]] == [1, 2, 3] and new["revisions"][-1]["previous"] == "revisions/rev-002"
+
+
+def test_render_of_damaged_artworks_is_one_line(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_cli("run", f"hydra.run.dir={run_dir}", *FAST, env=ENV).returncode == 0
+    artwork = run_dir / "artwork"
+    (artwork / "text.txt").write_bytes(b"\xff\xfe\x00binary\x80")
+    result = run_cli("render", str(run_dir), env=ENV)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [
+        f"Error: {artwork / 'text.txt'} is not UTF-8 text; save it as UTF-8 and render again"]
+    (artwork / "text.txt").write_text("江雪\n", encoding="utf-8")
+    (artwork / "manifest.json").write_text("[]", encoding="utf-8")
+    result = run_cli("render", str(run_dir), env=ENV)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "is not an artwork manifest" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_leftovers_of_killed_processes_are_removed_but_a_live_ones_are_kept(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".artwork-staging-{dead.pid}-123"
+    stale_rev = tmp_path / "revisions" / f".rev-002-staging-{dead.pid}"
+    live = tmp_path / f".artwork-staging-{os.getpid()}-456"
+    for folder in (stale, stale_rev, live):
+        folder.mkdir(parents=True)
+        (folder / "text.txt").write_text("x", encoding="utf-8")
+    removed = remove_stale_staging(tmp_path)
+    assert set(removed) == {stale, stale_rev} and not stale.exists() and live.is_dir()
+
+
+def test_two_writers_never_share_a_run_folder(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from synesthesia.pipeline import RunLock\n"
+         f"with RunLock({str(tmp_path)!r}):\n    print('locked', flush=True); time.sleep(30)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(SynesthesiaError, match="another synesthesia process is writing"):
+            with RunLock(tmp_path):
+                pass
+        started = time.perf_counter()
+        result = run_cli("run", f"hydra.run.dir={tmp_path}", *FAST, env=ENV)
+        assert result.returncode == 1 and "another synesthesia process is writing" in result.stderr
+        assert not (tmp_path / "artwork").exists() and time.perf_counter() - started < 60
+    finally:
+        holder.kill()
+        holder.wait()
+    with RunLock(tmp_path):  # free again once the holder is gone, even killed
+        pass
+
+
+def test_bad_sampling_values_fail_before_the_model_loads(tmp_path):
+    from synesthesia.errors import ConfigError
+    from synesthesia.pipeline import plan
+
+    with pytest.raises(ConfigError, match="generation.top_p"):
+        plan({"form": "五绝", "model": {"name": "tang"}, "generation": {"top_p": 3.0}})
+    with pytest.raises(ConfigError, match="generation.repetition_penalty"):
+        plan({"form": "五绝", "model": {"name": "tang"}, "generation": {"repetition_penalty": 0}})
