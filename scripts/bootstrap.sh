@@ -16,6 +16,7 @@ DEBIAN_PACKAGES=(
   libjack-jackd2-dev
   libasound2-dev
   wordnet-base  # WordNet 3.0 data files: English words related to a theme (synesthesia.wordnet)
+  chromium  # the browser tests (Playwright drives it): poem_html and the gallery page
 )
 
 missing=()
