@@ -114,8 +114,12 @@ def test_help_is_fast_because_heavy_modules_are_lazy():
 @pytest.mark.parametrize("arg,expected", [
     ("form=七绝", "form='七绝'"),
     ("form=七绝,haiku", "form='七绝',haiku"),
-    ("theme=winter sea", "theme=winter sea"),
+    ("theme=winter sea", "theme='winter sea'"),  # same value for Hydra, quoted like any free text
     ("theme='秋月'", "theme='秋月'"),
+    ("theme=a keeper's night", "theme='a keeper\\'s night'"),
+    ("theme=${oc.env:HOME}", "theme='\\${oc.env:HOME}'"),  # escaped: never interpolated
+    ("hydra.run.dir=out/${now:%H}", "hydra.run.dir=out/${now:%H}"),  # Hydra's own settings are Hydra's
+    ("seed=3", "seed=3"),
     ("-m", "-m"),
 ])
 def test_non_ascii_overrides_are_quoted_for_hydra(arg, expected):

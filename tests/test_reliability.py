@@ -106,3 +106,16 @@ def test_bad_sampling_values_fail_before_the_model_loads(tmp_path):
         plan({"form": "五绝", "model": {"name": "tang"}, "generation": {"top_p": 3.0}})
     with pytest.raises(ConfigError, match="generation.repetition_penalty"):
         plan({"form": "五绝", "model": {"name": "tang"}, "generation": {"repetition_penalty": 0}})
+
+
+def test_any_theme_a_person_types_works_and_is_never_interpolated(tmp_path):
+    run_dir = tmp_path / "quoted"
+    theme = "a lighthouse keeper's [last] night ${oc.env:NOPE_NOT_SET} ${oc.env:HOME}"
+    result = run_cli("run", f"hydra.run.dir={run_dir}", "form=haiku", f"theme={theme}", "model.name=verse",
+                     "pipeline.renderers=[poem_text]", "generation.candidates=2", env=ENV)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    manifest = _manifest(run_dir)
+    # Nothing was resolved: the artist's text, as typed.
+    assert manifest["intent"]["theme"] == theme and manifest["config"]["theme"] == theme
+    assert os.environ.get("HOME", "/root") not in json.dumps(manifest["intent"])
+    assert "${oc.env:HOME}" in manifest["theme"]["unknown"] and "lighthouse" in manifest["theme"]["words"]

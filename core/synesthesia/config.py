@@ -7,6 +7,7 @@ any work starts, see ``synesthesia.pipeline.plan``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -84,24 +85,36 @@ def register_configs() -> None:
 OPEN_MAPS = ("renderer.", "form_options.")
 
 
-def prepare_override(arg: str) -> str:
+def prepare_override(arg: str, sweep: bool = True) -> str:
     """Make an override as typed by an artist acceptable to Hydra (see ``quote_override``), and let
     ``renderer.<name>.<option>=…`` and ``form_options.<key>=…`` add keys the schema cannot know."""
-    arg = quote_override(arg)
+    arg = quote_override(arg, sweep)
     if arg.startswith(OPEN_MAPS) and "=" in arg:
         return "++" + arg
     return arg
 
 
-def quote_override(arg: str) -> str:
-    """Quote non-ASCII values so Hydra's override grammar accepts them: ``form=七绝`` → ``form='七绝'``.
+# A value part Hydra's grammar takes as it is; anything else (spaces, apostrophes, brackets, ``$``, CJK…) is
+# quoted, so any theme, title or prompt a person types works.
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.:/+@~-]*")
 
-    Sweeps keep working: ``form=七绝,haiku`` → ``form='七绝',haiku``.
+
+def quote_override(arg: str, sweep: bool = True) -> str:
+    """Quote values so Hydra's override grammar takes them literally: ``form=七绝`` → ``form='七绝'``,
+    ``theme=a keeper's night`` → ``theme='a keeper\\'s night'``. A user's ``${…}`` is escaped, never
+    interpolated (``theme=${oc.env:HOME}`` stays that text; a server would leak the environment otherwise).
+    ``hydra.*`` settings are left to Hydra.
+
+    Sweeps keep working: ``form=七绝,haiku`` → ``form='七绝',haiku``; without ``sweep`` (a single run) a
+    comma is part of the text: ``theme=秋,月`` → ``theme='秋,月'``.
     """
-    if "=" not in arg or arg.isascii():
+    if "=" not in arg:
         return arg
     key, value = arg.split("=", 1)
+    if key.lstrip("+~").startswith(("hydra.", "hydra/")):
+        return arg
     if value[:1] in {"'", '"', "[", "{"} or value.startswith(("choice(", "range(", "glob(", "interval(")):
         return arg
-    parts = [p if p.isascii() else "'" + p.replace("\\", "\\\\").replace("'", "\\'") + "'" for p in value.split(",")]
+    parts = [p if _PLAIN_VALUE.fullmatch(p) else "'" + p.replace("'", "\\'").replace("${", "\\${") + "'"
+             for p in (value.split(",") if sweep else [value])]
     return f"{key}={','.join(parts)}"

@@ -149,15 +149,17 @@ def _understand_en(result: ThemeUnderstanding) -> None:
                 continue
             result.notes.append(f"{word} → {' '.join(english)}")
             word = " ".join(english)
-        for part in re.findall(r"[A-Za-z]+(?:['’][A-Za-z]+)?", word):
+        stripped = word.strip(".,;:!?\"'()“”‘’")
+        if not re.fullmatch(r"[A-Za-z]+(?:['’-][A-Za-z]+)*(?: [A-Za-z]+)*", stripped):
+            result.unknown.append(word)  # not a word: "${oc.env:HOME}", "x86", "#1"
+            continue
+        for part in re.findall(r"[A-Za-z]+(?:['’][A-Za-z]+)?", stripped):
             w = re.sub(r"['’]s$", "", part.lower())
             if w in THEME_STOP_EN or len(w) < 2 or "'" in w or "’" in w:
                 continue
             if w not in result.words:
                 result.words.append(w)
                 result.sources[w] = "theme"
-        if not re.search(r"[A-Za-z]", word):
-            result.unknown.append(word)
     lists = [english_related(w) for w in result.words]
     own = set(result.words)
     result.related = [w for w in _round_robin(lists, own) if not any(w.startswith(o) or o.startswith(w) for o in own)]
