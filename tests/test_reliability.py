@@ -119,3 +119,16 @@ def test_any_theme_a_person_types_works_and_is_never_interpolated(tmp_path):
     assert manifest["intent"]["theme"] == theme and manifest["config"]["theme"] == theme
     assert os.environ.get("HOME", "/root") not in json.dumps(manifest["intent"])
     assert "${oc.env:HOME}" in manifest["theme"]["unknown"] and "lighthouse" in manifest["theme"]["words"]
+
+
+def test_a_comma_in_a_single_runs_theme_is_text_and_a_sweep_still_sweeps(tmp_path):
+    run_dir = tmp_path / "comma"
+    result = run_cli("run", f"hydra.run.dir={run_dir}", *FAST[:1], "theme=江雪,孤舟", *FAST[2:], env=ENV)
+    assert result.returncode == 0, result.stderr
+    assert _manifest(run_dir)["intent"]["theme"] == "江雪,孤舟"
+    sweep = run_cli("run", "-m", f"hydra.sweep.dir={tmp_path / 'sweep'}", *FAST[:1], "theme=江雪,孤舟", *FAST[2:],
+                    env=ENV)
+    assert sweep.returncode == 0, sweep.stderr
+    themes = sorted(json.loads(p.read_text(encoding="utf-8"))["intent"]["theme"]
+                    for p in (tmp_path / "sweep").glob("*/artwork/manifest.json"))
+    assert themes == ["孤舟", "江雪"]

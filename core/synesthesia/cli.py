@@ -57,7 +57,9 @@ def cli(debug: bool) -> None:
 def _hydra_argv(overrides: tuple[str, ...]) -> list[str]:
     from synesthesia.config import prepare_override
 
-    return [prepare_override(arg) for arg in overrides]
+    # A comma separates sweep values only in a sweep (-m); in a single run it is part of the text.
+    sweep = any(arg in ("-m", "--multirun") for arg in overrides)
+    return [prepare_override(arg, sweep) for arg in overrides]
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
