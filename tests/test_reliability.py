@@ -132,3 +132,40 @@ def test_a_comma_in_a_single_runs_theme_is_text_and_a_sweep_still_sweeps(tmp_pat
     themes = sorted(json.loads(p.read_text(encoding="utf-8"))["intent"]["theme"]
                     for p in (tmp_path / "sweep").glob("*/artwork/manifest.json"))
     assert themes == ["孤舟", "江雪"]
+
+
+@pytest.mark.parametrize("override,message", [
+    ("model.device=banana", "model.device must be cpu, cuda, cuda:N or mps, not 'banana'"),
+    ("generation.candidates=100000", "generation.candidates ≤ 256"),
+])
+def test_impossible_settings_are_one_line_before_any_work(tmp_path, override, message):
+    result = run_cli("run", f"hydra.run.dir={tmp_path / 'r'}", *FAST, override, env=ENV)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_cuda_without_a_gpu_is_one_line(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = run_cli("run", f"hydra.run.dir={tmp_path / 'r'}", *FAST, "model.device=cuda", env=ENV)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "Error: model.device=cuda: this machine has no CUDA device; use model.device=cpu"
+
+
+def test_a_checkpoint_with_a_damaged_format_version_is_one_line(tmp_path):
+    import shutil
+
+    from synesthesia.checkpoint import load_checkpoint
+    from synesthesia.errors import CheckpointError
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "plugins" / "synesthesia_transformer" / "checkpoints" / "tang",
+                    folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config["format_version"] = "1"
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    with pytest.raises(CheckpointError, match="format_version must be a whole number"):
+        load_checkpoint(folder)

@@ -344,8 +344,12 @@ def _read_config(path: Path) -> dict:
         raise CheckpointError(f"{config_path}: unreadable JSON ({exc}); re-download or retrain it") from None
     if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
         raise CheckpointError(f"{config_path}: has no 'model' section; this is not a synesthesia checkpoint")
-    if data.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
-        raise CheckpointError(f"{config_path}: made by a newer synesthesia (format {data['format_version']}); upgrade")
+    version = data.get("format_version", FORMAT_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{config_path}: format_version must be a whole number, not {version!r}; "
+                              "the file is damaged: re-download or retrain it")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{config_path}: made by a newer synesthesia (format {version}); upgrade")
     return data
 
 

@@ -107,6 +107,27 @@ def _choose_renderers(registry: Registry, names: list[str], language: str | None
     return [registry.renderer(name) for name in names]
 
 
+MAX_CANDIDATES = 256  # decoded as one batch: 256 × 4096 tokens of a small model's cache is ~1 GB
+MAX_ATTEMPTS = 20
+MAX_NEW_TOKENS = 4096
+
+
+def check_device(device: str) -> None:
+    """One clear line for a device this machine cannot use (before any model is loaded)."""
+    if device == "cpu":
+        return
+    if not re.fullmatch(r"cuda(?::\d+)?|mps", device):
+        raise ConfigError(f"model.device must be cpu, cuda, cuda:N or mps, not '{device}'")
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"model.device={device}: this machine has no CUDA device; use model.device=cpu")
+    if device.startswith("cuda:") and int(device.split(":")[1]) >= torch.cuda.device_count():
+        raise ConfigError(f"model.device={device}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("model.device=mps: this machine has no Apple GPU; use model.device=cpu")
+
+
 def plan(config: Mapping[str, Any], registry: Registry | None = None) -> Plan:
     """Check the whole config against the registered plugins; raise ConfigError before any work."""
     registry = registry or get_registry()
@@ -152,6 +173,11 @@ def plan(config: Mapping[str, Any], registry: Registry | None = None) -> Plan:
     attempts = int(gen.get("max_attempts", 3))
     if candidates < 1 or attempts < 1:
         raise ConfigError("generation.candidates and generation.max_attempts must be at least 1")
+    if candidates > MAX_CANDIDATES or attempts > MAX_ATTEMPTS or max_new > MAX_NEW_TOKENS:
+        raise ConfigError(f"generation.candidates ≤ {MAX_CANDIDATES}, generation.max_attempts ≤ {MAX_ATTEMPTS} and "
+                          f"generation.max_new_tokens ≤ {MAX_NEW_TOKENS}, got {candidates}, {attempts}, {max_new}: "
+                          "candidates are decoded together, so memory grows with their product")
+    check_device(str(model_cfg.get("device", "cpu")))
     if str(model_cfg.get("dtype", "float32")) not in {"float32", "bfloat16", "int8"}:
         raise ConfigError(f"model.dtype must be float32, bfloat16 or int8, not '{model_cfg.get('dtype')}'")
     if sampling.temperature < 0:
