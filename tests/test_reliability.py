@@ -169,3 +169,48 @@ def test_a_checkpoint_with_a_damaged_format_version_is_one_line(tmp_path):
     (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
     with pytest.raises(CheckpointError, match="format_version must be a whole number"):
         load_checkpoint(folder)
+
+
+def test_control_characters_and_huge_texts_in_render(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    run_dir = tmp_path / "run"
+    env = {"SYNESTHESIA_PLUGINS": "transformer,poetry"}
+    assert run_cli("run", f"hydra.run.dir={run_dir}", *FAST[:3], "pipeline.renderers=[poem_svg]",
+                   "generation.candidates=2", "title=題\x1b[31m", env=env).returncode == 0
+    artwork = run_dir / "artwork"
+    (artwork / "text.txt").write_text("孤舟蓑\x00笠翁，獨釣\x1b寒江雪。\n千山鳥飛絕，萬徑人蹤滅。\n", encoding="utf-8")
+    result = run_cli("render", str(run_dir), env=env)
+    assert result.returncode == 0, result.stderr
+    for svg in (artwork / "poem_svg").glob("*.svg"):
+        ET.parse(svg)  # well-formed XML whatever the text held
+    (artwork / "text.txt").write_text("月" * 1_000_000, encoding="utf-8")
+    started = time.perf_counter()
+    result = run_cli("render", str(run_dir), env=env)
+    assert result.returncode == 1 and "at most 20,000" in result.stderr and time.perf_counter() - started < 60
+    assert not list(run_dir.glob(".artwork-staging-*"))
+
+
+def test_a_synthesizer_dies_with_its_parent():
+    from synesthesia_midi.audio import _die_with_parent  # noqa: F401 - the hook fluidsynth runs under
+
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time\n"
+         "from synesthesia_midi.audio import _die_with_parent\n"
+         "child = subprocess.Popen(['sleep', '60'], preexec_fn=_die_with_parent)\n"
+         "print(child.pid, flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    child_pid = int(parent.stdout.readline())
+    parent.kill()  # kill -9
+    parent.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.kill(child_pid, 0)
+            with open(f"/proc/{child_pid}/stat") as stat:
+                if stat.read().split()[2] == "Z":
+                    break
+        except (ProcessLookupError, FileNotFoundError):
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the child outlived its killed parent")

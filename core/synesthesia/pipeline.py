@@ -107,6 +107,7 @@ def _choose_renderers(registry: Registry, names: list[str], language: str | None
     return [registry.renderer(name) for name in names]
 
 
+MAX_TEXT_CHARS = 20_000  # what `render` lays out: a 1 MB text kept the layouts busy for minutes
 MAX_CANDIDATES = 256  # decoded as one batch: 256 × 4096 tokens of a small model's cache is ~1 GB
 MAX_ATTEMPTS = 20
 MAX_NEW_TOKENS = 4096
@@ -575,6 +576,9 @@ def _render_locked(run_dir: Path, artwork_dir: Path, force: bool, registry: Regi
         raise SynesthesiaError(f"{text_path} is not UTF-8 text; save it as UTF-8 and render again") from None
     if not new_text.strip():
         raise SynesthesiaError(f"{text_path} is empty; write the text there, then run `synesthesia render` again")
+    if len(new_text) > MAX_TEXT_CHARS:
+        raise SynesthesiaError(f"{text_path} holds {len(new_text):,} characters; an artwork's text is at most "
+                               f"{MAX_TEXT_CHARS:,} (a poem, a scene, a story fragment): shorten it and render again")
     old_text = str(manifest.get("text", ""))
     if new_text == old_text.strip("\n") and not force:
         log(f"{text_path} is unchanged since revision {manifest.get('revision', 1)}; nothing to re-render "

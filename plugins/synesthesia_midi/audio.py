@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,17 @@ def find_soundfont(explicit: str | Path | None = None) -> Path | None:
     return None
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to kill it when its parent dies (kill -9 of a run), so a
+    synthesizer never outlives the process that started it. Elsewhere a no-op."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def fluidsynth_available() -> bool:
     return shutil.which("fluidsynth") is not None
 
@@ -53,7 +65,8 @@ def render_with_fluidsynth(midi_path: Path, wav_path: Path, soundfont: Path, *, 
     with atomic_path(wav_path) as tmp:
         command = ["fluidsynth", "-ni", "-q", "-T", "wav", "-F", str(tmp), "-r", str(sample_rate), "-g", str(gain),
                    str(soundfont), str(midi_path)]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                                preexec_fn=_die_with_parent)
         if result.returncode != 0 or os.path.getsize(tmp) <= 44:
             raise SynesthesiaError(
                 f"fluidsynth could not render {midi_path}: {(result.stderr or result.stdout).strip()[:200]}; "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -17,6 +18,15 @@ ANCHORS = {"m": "middle", "l": "start", "r": "end"}
 BASELINES = {"m": "central", "s": "alphabetic"}
 
 
+# Characters XML 1.0 cannot hold (NUL, ESC and the other C0 controls but tab and line breaks; lone
+# surrogates): left out of the SVG so it stays well-formed whatever the text holds.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml(text: str) -> str:
+    return _NOT_XML.sub("", text)
+
+
 def _num(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
 
@@ -26,10 +36,10 @@ def page_svg(page: Page, manifest: dict | None = None, title: str = "") -> str:
     root = ET.Element(f"{{{SVG_NS}}}svg", {"width": str(page.width), "height": str(page.height),
                                              "viewBox": f"0 0 {page.width} {page.height}"})
     if title:
-        ET.SubElement(root, f"{{{SVG_NS}}}title").text = title
+        ET.SubElement(root, f"{{{SVG_NS}}}title").text = _xml(title)
     if manifest is not None:
         meta = ET.SubElement(root, f"{{{SVG_NS}}}metadata", {"id": "synesthesia-manifest"})
-        meta.text = json.dumps(manifest, ensure_ascii=False, default=str)
+        meta.text = _xml(json.dumps(manifest, ensure_ascii=False, default=str))
     ET.SubElement(root, f"{{{SVG_NS}}}rect", {"width": "100%", "height": "100%", "fill": page.background})
     for rect in page.rects:
         ET.SubElement(root, f"{{{SVG_NS}}}rect", {"x": _num(rect.x), "y": _num(rect.y), "width": _num(rect.w),
@@ -46,7 +56,7 @@ def page_svg(page: Page, manifest: dict | None = None, title: str = "") -> str:
             "dominant-baseline": BASELINES.get(run.anchor[1], "alphabetic"),
         })
         node.set("{http://www.w3.org/XML/1998/namespace}space", "preserve")
-        node.text = run.text
+        node.text = _xml(run.text)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
