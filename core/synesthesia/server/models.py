@@ -160,7 +160,8 @@ class Models:
         cfg = dict(self.base.get("model") or {})
         return SimpleNamespace(generator=self.registry.generator(model.generator), model_name=model.name,
                                device=str(cfg.get("device", "cpu")), dtype=str(cfg.get("dtype", "float32")),
-                               threads=int(cfg.get("threads", 0) or 0))
+                               threads=int(cfg.get("threads", 0) or 0),
+                               config={"model": {**cfg, "generator": model.generator, "name": model.name}})
 
     def get(self, model_id: str) -> Guarded:
         return self.generators.for_api(self.plan_for(self.resolve(model_id)))
