@@ -214,3 +214,51 @@ def test_a_synthesizer_dies_with_its_parent():
         time.sleep(0.1)
     else:
         pytest.fail("the child outlived its killed parent")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 512 KB tmpfs (root only): a disk that fills up."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_is_one_line_and_loses_nothing(small_disk):
+    run_dir = small_disk / "run"
+    assert run_cli("run", f"hydra.run.dir={run_dir}", *FAST, env=ENV).returncode == 0
+    before = (run_dir / "artwork" / "text.txt").read_bytes()
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    (small_disk / "filler").write_bytes(b"\0" * max(0, free - 48 * 1024))  # room for Hydra's files, not a PNG
+    result = run_cli("run", f"hydra.run.dir={run_dir}", *FAST[:3], "pipeline.renderers=[poem_text,poem_png]",
+                     "generation.candidates=2", env=ENV)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "no space left on the device; nothing was lost" in result.stderr
+    assert (run_dir / "artwork" / "text.txt").read_bytes() == before
+    assert not list(run_dir.glob(".artwork-*"))
+
+
+def test_render_in_an_immutable_folder_is_one_line(tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_cli("run", f"hydra.run.dir={run_dir}", *FAST, env=ENV).returncode == 0
+    (run_dir / "artwork" / "text.txt").write_text("孤舟蓑笠翁，獨釣寒江雪。\n千山鳥飛絕，萬徑人蹤滅。\n", encoding="utf-8")
+    if subprocess.run(["chattr", "+i", str(run_dir)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available on this file system")
+    try:
+        result = run_cli("render", str(run_dir), env=ENV)
+    finally:
+        subprocess.run(["chattr", "-i", str(run_dir)], capture_output=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "nothing was lost" in result.stderr
+
+
+def test_a_theme_that_is_not_text_is_one_line(tmp_path):
+    from synesthesia.errors import ConfigError
+    from synesthesia.pipeline import plan
+
+    with pytest.raises(ConfigError, match="theme holds bytes that are not text"):
+        plan({"form": "五绝", "theme": "秋\udcff月", "model": {"name": "tang"}})

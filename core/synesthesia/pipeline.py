@@ -13,7 +13,9 @@ half-written artwork: ``artwork/`` is either the old complete one or the new com
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
@@ -134,6 +136,12 @@ def plan(config: Mapping[str, Any], registry: Registry | None = None) -> Plan:
     registry = registry or get_registry()
     cfg = dict(config)
     form = registry.form(str(cfg.get("form", "free")))
+    for key in ("theme", "prompt", "title"):
+        try:
+            str(cfg.get(key) or "").encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(f"{key} holds bytes that are not text (not UTF-8); type it again or check the "
+                              "terminal's encoding") from None
     request = FormRequest(theme=str(cfg.get("theme") or ""), prompt=str(cfg.get("prompt") or ""),
                           options=dict(cfg.get("form_options") or {}))
     theme = understand_theme(request.theme, form.language)
@@ -265,7 +273,10 @@ def load_generator(plan_: Plan) -> Any:
         import torch
 
         torch.set_num_threads(plan_.threads)
-    return plan_.generator.load(plan_.model_name, device=plan_.device, dtype=plan_.dtype)
+    # A generator may take more model.* options (openai: base_url, api_key_env), named in its ``options``.
+    model_cfg = dict(plan_.config.get("model") or {})
+    extra = {k: model_cfg[k] for k in getattr(plan_.generator, "options", ()) if model_cfg.get(k) is not None}
+    return plan_.generator.load(plan_.model_name, device=plan_.device, dtype=plan_.dtype, **extra)
 
 
 class GeneratorCache:
@@ -315,6 +326,8 @@ def render_into(staging: Path, text: str, manifest: dict[str, Any], renderers: l
             renderer.render(context)
             entry["error"] = None
         except Exception as exc:
+            if isinstance(exc, OSError) and exc.errno in _DISK_ERRORS:
+                raise  # a full or read-only disk is no renderer's fault: the whole artwork stops, unharmed
             if fail_on_error:
                 raise SynesthesiaError(f"renderer '{renderer.name}' failed: {exc}") from exc
             entry["error"] = f"{type(exc).__name__}: {exc}"
@@ -382,6 +395,25 @@ def _publish(run_dir: Path, staging: Path, keep_previous_as: Path | None = None)
     else:
         os.replace(staging, target)
     return target
+
+
+_DISK_ERRORS = {errno.EACCES: "permission denied", errno.EPERM: "not permitted", errno.EROFS: "read-only file system",
+                errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded"}
+
+
+@contextlib.contextmanager
+def _disk_errors(run_dir: Path):
+    """A folder that cannot be written (permissions, a read-only or full disk) is one line that says
+    nothing was lost: artworks are built aside and swapped in whole, so the previous one still stands."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _DISK_ERRORS:
+            raise
+        where = exc.filename or run_dir
+        raise SynesthesiaError(f"cannot write {where}: {_DISK_ERRORS[exc.errno]}; nothing was lost (any earlier "
+                               f"artwork in {run_dir} is untouched): free space or fix permissions and try again"
+                               ) from None
 
 
 class RunLock:
@@ -472,9 +504,10 @@ def run_pipeline(config: Mapping[str, Any], run_dir: Path, *, registry: Registry
     started = time.perf_counter()
     plan_ = plan(config, registry)  # every check before any work
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with RunLock(run_dir):
-        return _run_locked(plan_, config, run_dir, registry, log, generators, started)
+    with _disk_errors(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with RunLock(run_dir):
+            return _run_locked(plan_, config, run_dir, registry, log, generators, started)
 
 
 def _run_locked(plan_: Plan, config: Mapping[str, Any], run_dir: Path, registry: Registry, log,
@@ -555,7 +588,7 @@ def render_revision(path: Path, *, force: bool = False, registry: Registry | Non
     """Re-render every medium from the (edited) ``text.txt``, keeping the previous revision."""
     registry = registry or get_registry()
     run_dir, artwork_dir = find_artwork(path)
-    with RunLock(run_dir):
+    with _disk_errors(run_dir), RunLock(run_dir):
         return _render_locked(run_dir, artwork_dir, force, registry, log)
 
 
