@@ -20,6 +20,7 @@ DEBUG_ENV = "SYNESTHESIA_DEBUG"
 # when run or listed, so that `synesthesia --help` stays fast.
 LAZY_COMMANDS: dict[str, str] = {
     "export": "synesthesia.export:export",
+    "installation": "synesthesia.installation:installation",
     "serve": "synesthesia.server.command:serve",
 }
 
