@@ -262,3 +262,27 @@ def test_a_theme_that_is_not_text_is_one_line(tmp_path):
 
     with pytest.raises(ConfigError, match="theme holds bytes that are not text"):
         plan({"form": "五绝", "theme": "秋\udcff月", "model": {"name": "tang"}})
+
+
+@pytest.mark.parametrize("override,line", [
+    ("foo=1", "Error: unknown setting 'foo'; `synesthesia run --cfg job` lists the settings"),
+    ("generation.temperature=hot", "Error: generation.temperature: 'hot' is not a valid float"),
+])
+def test_hydra_rejections_are_one_line(tmp_path, override, line):
+    result = run_cli("run", f"hydra.run.dir={tmp_path / 'r'}", override, env=ENV)
+    assert result.returncode == 1 and result.stderr.strip() == line, result.stderr
+
+
+def test_an_immutable_run_folder_is_one_line(tmp_path):
+    run_dir = tmp_path / "locked"
+    run_dir.mkdir()
+    if subprocess.run(["chattr", "+i", str(run_dir)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available on this file system")
+    try:
+        inside = run_cli("run", f"hydra.run.dir={run_dir}", *FAST, env=ENV)
+        below = run_cli("run", f"hydra.run.dir={run_dir / 'sub'}", *FAST, env=ENV)
+    finally:
+        subprocess.run(["chattr", "-i", str(run_dir)], capture_output=True)
+    for result in (inside, below):
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "cannot write the run folder" in result.stderr

@@ -51,12 +51,49 @@ def run_hydra_app(argv: list[str]) -> None:
         return str(artwork.path)
 
     main = hydra.main(version_base=None, config_path=f"pkg://{CONFIG_MODULE}", config_name="config")(job)
-    saved = sys.argv
+    saved, saved_full_error = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
     sys.argv = ["synesthesia run"] + _searchpath_override(registry.config_paths(), argv)
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing its own report: we print one line
     try:
         main()
+    except (SynesthesiaError, SystemExit, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if os.environ.get("SYNESTHESIA_DEBUG") == "1":
+            raise
+        raise SynesthesiaError(hydra_error_line(exc)) from None
     finally:
         sys.argv = saved
+        if saved_full_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved_full_error
+
+
+def hydra_error_line(exc: BaseException) -> str:
+    """One line for what Hydra or OmegaConf rejected (an unknown key, a value of the wrong type, a run
+    folder that cannot be written) instead of their multi-line reports."""
+    import errno
+    import re
+
+    chain = [exc]
+    while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)
+        if len(chain) > 8:
+            break
+    for error in chain:
+        if isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC):
+            return (f"cannot write the run folder {error.filename or ''}: {error.strerror}; choose another "
+                    "hydra.run.dir or fix its permissions (nothing was written)").replace("  ", " ")
+    text = " ".join(str(e) for e in chain[:2] if str(e))
+    key = re.search(r"full_key: ([\w.\[\]]+)", text)
+    if re.search(r"Key '[^']+' is not in struct|Could not override '[^']+'", text) and key:
+        return f"unknown setting '{key.group(1)}'; `synesthesia run --cfg job` lists the settings"
+    converted = re.search(r"Value '(.*?)' (?:of type '\w+' )?could not be converted to (\w+)", text)
+    if converted and key:
+        return f"{key.group(1)}: '{converted.group(1)}' is not a valid {converted.group(2).lower()}"
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return re.sub(r"\s+", " ", first)
 
 
 def generate_streaming(*, prompt: str, form_name: str, theme: str, model_name: str, seed: int,
