@@ -28,6 +28,10 @@ class ModelConfig:
     threads: int = 1
     # Inference weights: float32 (tokens exactly as trained), bfloat16, or int8 (weight-only; fastest).
     dtype: str = "float32"
+    # model.generator=openai: the server's base URL (http://127.0.0.1:8000/v1; None: OpenAI itself) and the
+    # environment variable that holds the API key (its value is never written to a manifest or log).
+    base_url: Optional[str] = None
+    api_key_env: str = "OPENAI_API_KEY"
 
 
 @dataclass
