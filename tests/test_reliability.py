@@ -286,3 +286,13 @@ def test_an_immutable_run_folder_is_one_line(tmp_path):
     for result in (inside, below):
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and "cannot write the run folder" in result.stderr
+
+
+def test_an_impossible_context_length_is_refused_before_training(tmp_path):
+    corpus = tmp_path / "poems.txt"
+    corpus.write_text("床前明月光，疑是地上霜。\n" * 50, encoding="utf-8")
+    started = time.perf_counter()
+    result = run_cli("train", f"data.paths=[{corpus}]", f"out_dir={tmp_path / 'run'}", "train=tiny",
+                     "model.block_size=100000")
+    assert result.returncode == 1 and time.perf_counter() - started < 60
+    assert "model.block_size must be at most 8192" in result.stderr and "Traceback" not in result.stderr

@@ -159,6 +159,9 @@ def _one_line(exc: BaseException) -> str:
     return message
 
 
+MAX_BLOCK_SIZE = 8192
+
+
 def validate(cfg) -> None:
     """Value checks that the schema's types cannot express; raise ConfigError before any work."""
 
@@ -177,6 +180,9 @@ def validate(cfg) -> None:
     need(cfg.tokenizer.vocab_size >= 300, "tokenizer.vocab_size must be at least 300 (256 bytes + specials)")
     for name in ("block_size", "n_layer", "n_head", "n_embd"):
         need(getattr(cfg.model, name) >= 1, f"model.{name} must be a positive integer")
+    need(cfg.model.block_size <= MAX_BLOCK_SIZE,
+         f"model.block_size must be at most {MAX_BLOCK_SIZE} (attention memory grows with its square), "
+         f"got {cfg.model.block_size}")
     need(cfg.model.n_embd % cfg.model.n_head == 0, "model.n_embd must be divisible by model.n_head")
     need(0.0 <= cfg.model.dropout < 1.0, "model.dropout must be in [0, 1)")
     need(cfg.model.pos in ("learned", "rope"), f"model.pos must be learned or rope, got {cfg.model.pos!r}")
