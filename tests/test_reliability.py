@@ -296,3 +296,18 @@ def test_an_impossible_context_length_is_refused_before_training(tmp_path):
                      "model.block_size=100000")
     assert result.returncode == 1 and time.perf_counter() - started < 60
     assert "model.block_size must be at most 8192" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_corpus_prepare_into_an_unwritable_folder_is_one_line(tmp_path):
+    source = tmp_path / "poems.txt"
+    source.write_text("床前明月光，疑是地上霜。\n舉頭望明月，低頭思故鄉。\n" * 20, encoding="utf-8")
+    out = tmp_path / "locked"
+    out.mkdir()
+    if subprocess.run(["chattr", "+i", str(out)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available on this file system")
+    try:
+        result = run_cli("corpus", "prepare", str(source), "--out", str(out / "corpus"))
+    finally:
+        subprocess.run(["chattr", "-i", str(out)], capture_output=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "cannot write" in result.stderr, result.stderr

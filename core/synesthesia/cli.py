@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -14,6 +15,7 @@ from synesthesia import __version__
 from synesthesia.errors import SynesthesiaError
 
 DEBUG_ENV = "SYNESTHESIA_DEBUG"
+DISK_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 
 # Commands that live in their own modules ("name": "module:attribute", a click command), imported only
@@ -219,6 +221,14 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
         click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        # A full, read-only or forbidden disk in any command (train, corpus prepare, …): files are written
+        # aside and renamed into place, so what was there before is still whole.
+        if debug or exc.errno not in DISK_ERRNOS:
+            raise
+        click.echo(f"Error: cannot write {exc.filename or 'a file'}: {exc.strerror}; nothing already written "
+                   "was lost: free space or fix permissions and run it again", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
