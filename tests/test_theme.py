@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -129,3 +131,15 @@ def test_a_warm_process_loads_each_model_once(tmp_path):
     second = run_pipeline({**config, "theme": "边塞"}, tmp_path / "b", generators=cache, log=lambda m: None)
     assert len(cache) == 1 and second.manifest["timings"]["load_model"] < 0.05
     assert first.text != second.text
+
+
+def test_artwork_paths_are_absolute_after_run_and_render(tmp_path, monkeypatch):
+    from synesthesia.pipeline import render_revision, run_pipeline
+
+    monkeypatch.chdir(tmp_path)
+    config = {"form": "五绝", "theme": "江雪", "model": {"name": "tang", "threads": 1},
+              "generation": {"candidates": 2}, "pipeline": {"renderers": []}}
+    made = run_pipeline(config, Path("rel"), log=lambda m: None)
+    (made.path / "text.txt").write_text("孤舟蓑笠翁，獨釣寒江雪。\n千山鳥飛絕，萬徑人蹤滅。\n", encoding="utf-8")
+    revised = render_revision(Path("rel"), log=lambda m: None)
+    assert made.path.is_absolute() and revised.path == made.path

@@ -503,7 +503,7 @@ def run_pipeline(config: Mapping[str, Any], run_dir: Path, *, registry: Registry
     registry = registry or get_registry()
     started = time.perf_counter()
     plan_ = plan(config, registry)  # every check before any work
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).absolute()
     with _disk_errors(run_dir):
         run_dir.mkdir(parents=True, exist_ok=True)
         with RunLock(run_dir):
@@ -575,8 +575,8 @@ def _run_locked(plan_: Plan, config: Mapping[str, Any], run_dir: Path, registry:
 
 
 def find_artwork(path: Path) -> tuple[Path, Path]:
-    """(run_dir, artwork_dir) for a run directory or an artwork folder; clear error otherwise."""
-    path = Path(path)
+    """(run_dir, artwork_dir), absolute, for a run directory or an artwork folder; clear error otherwise."""
+    path = Path(path).absolute()
     for run_dir, artwork in ((path, path / ARTWORK_DIR), (path.parent, path)):
         if (artwork / MANIFEST_FILE).is_file():
             return run_dir, artwork
