@@ -18,6 +18,13 @@ The last line compares the int8 fast path with HF at each batch size, over greed
 (total tokens over total median time): ``speedup_vs_hf_b1=X.XX speedup_vs_hf_b8=Y.YY``; the two lines
 before it give the same for the fp32 and bf16 paths.
 
+Native vs ``hf`` on the same weights (issue 12): the shipped ``tang`` model, exported with
+``synesthesia export tang --format hf`` into a temporary folder, decoded by our sampler (``generate_ids``,
+float32) and by ``transformers`` (``GPT2LMHeadModel.generate``), 80 new tokens after the conditioned 七绝
+prompt, batch 1 and 8, greedy and sampled; then the whole constrained 七绝 request (8 candidates, the form's
+logits processors) through each generator plugin (``transformer`` and ``hf``), in poems/s. The CPU model is
+printed. ``--same-weights-only`` runs just this section.
+
 Run: ``.venv/bin/python benchmarks/bench_generate.py`` (needs the ``bench`` extra: ``pip install transformers``).
 """
 
@@ -78,6 +85,82 @@ def run_hf(model, prompt, settings, batch, new_tokens=NEW_TOKENS):
     assert out.size(1) == PROMPT_TOKENS + new_tokens
 
 
+SAME_WEIGHTS_TOKENS = 80  # the prompt (9 tokens) and these fit in tang's 96-position context
+
+
+def same_weights(repeats: int) -> None:
+    """Native vs hf decode speed on the exported tang model (see the module docstring)."""
+    import sys
+    import tempfile
+    from dataclasses import replace
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from machine import cpu_model
+
+    from synesthesia.components import GenerationRequest
+    from synesthesia.export import export_hf
+    from synesthesia.pipeline import plan
+    from synesthesia.plugins import get_registry, resolve_checkpoint
+
+    registry = get_registry()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = export_hf(resolve_checkpoint("tang"), Path(tmp) / "tang", name="tang")
+        native = registry.generator("transformer").load("tang")
+        hf = registry.generator("hf").load(str(folder))
+        p = plan({"form": "七绝", "theme": "秋月", "model": {"name": "tang"}, "generation": {"candidates": 8}})
+        request = GenerationRequest(conditioning=p.form.conditioning(p.request), sampling=p.sampling, n=8,
+                                    make_logits_processors=lambda tok: p.form.logits_processors(tok, p.request))
+        prompt = hf._prompt_ids(request)
+
+        def run_native(settings, batch):
+            list(generate_ids(native.sampler.fast, prompt, settings, n=batch))
+
+        def run_hf_model(settings, batch):
+            idx = torch.tensor([prompt]).expand(batch, -1).contiguous()
+            sampling = dict(do_sample=True, temperature=settings.temperature, top_k=settings.top_k,
+                            top_p=settings.top_p) if settings.temperature > 0 else dict(do_sample=False)
+            with torch.no_grad():
+                out = hf.model.generate(idx, attention_mask=torch.ones_like(idx), max_new_tokens=SAME_WEIGHTS_TOKENS,
+                                        min_new_tokens=SAME_WEIGHTS_TOKENS,
+                                        pad_token_id=0, **sampling)
+            assert out.size(1) == len(prompt) + SAME_WEIGHTS_TOKENS
+
+        rows = {"native (transformer)": run_native, "hf (transformers generate)": run_hf_model}
+        modes = {m: replace(s, max_new_tokens=SAME_WEIGHTS_TOKENS) for m, s in MODES.items()}
+        cases = [(batch, mode) for batch in (1, 8) for mode in modes]
+        for run in rows.values():
+            run(replace(modes["sampled"], max_new_tokens=4), 1)
+        times: dict[tuple, list[float]] = {}
+        poem_times: dict[str, list[float]] = {}
+        for _ in range(repeats):
+            for batch, mode in cases:
+                for name, run in rows.items():
+                    start = time.perf_counter()
+                    run(modes[mode], batch)
+                    times.setdefault((name, batch, mode), []).append(time.perf_counter() - start)
+            for name, loaded in (("native (transformer)", native), ("hf (transformers generate)", hf)):
+                start = time.perf_counter()
+                texts = loaded.generate(request)
+                poem_times.setdefault(name, []).append(time.perf_counter() - start)
+                assert all(p.form.validate(p.form.finalize(t) if p.form.finalize else t, p.request).ok for t in texts)
+    print(f"\nNative vs hf on the same weights: shipped tang ({sum(x.numel() for x in native.checkpoint.model.parameters()) / 1e6:.1f}M "
+          f"parameters) exported to HF; CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} "
+          f"threads; {len(prompt)}-token prompt + {SAME_WEIGHTS_TOKENS} new tokens; median of {repeats}")
+    header = f"{'backend':<28}{'batch':>6}{'mode':>9}{'median s':>10}{'tok/s':>9}{'native/hf':>11}"
+    print(header)
+    print("-" * len(header))
+    for batch, mode in cases:
+        for name in rows:
+            seconds = statistics.median(times[(name, batch, mode)])
+            ratio = statistics.median(times[("hf (transformers generate)", batch, mode)]) / seconds
+            print(f"{name:<28}{batch:>6}{mode:>9}{seconds:>10.3f}{batch * SAME_WEIGHTS_TOKENS / seconds:>9.0f}"
+                  f"{ratio:>10.2f}x")
+    for name, values in poem_times.items():
+        seconds = statistics.median(values)
+        print(f"constrained 七绝, 8 candidates, {name}: {seconds:.2f} s ({8 / seconds:.1f} poems/s, all valid)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -85,8 +168,13 @@ def main() -> None:
     parser.add_argument("--baseline-batches", type=int, nargs="*", default=[1],
                         help="batch sizes for the slow no-cache baseline (default: 1 only; it re-runs up to "
                              "272 positions per token, minutes per run at batch 8)")
+    parser.add_argument("--same-weights-only", action="store_true",
+                        help="only the native vs hf section on the exported tang model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.same_weights_only:
+        same_weights(args.repeats)
+        return
 
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=VOCAB, block_size=CONTEXT, n_layer=LAYERS, n_head=HEADS, n_embd=WIDTH,
@@ -144,6 +232,7 @@ def main() -> None:
               f"speedup_vs_hf_b8={speedup('synesthesia ' + label, 8):.2f}")
     print(f"speedup_vs_hf_b1={speedup('synesthesia int8', 1):.2f} "
           f"speedup_vs_hf_b8={speedup('synesthesia int8', 8):.2f}")
+    same_weights(args.repeats)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ def test_greedy_tokens_through_hf_are_the_native_tokens(exported, cache):
     native = get_registry().generator("transformer").load("tang")
     assert hf.generate(request) == native.generate(request)
     assert "".join(hf.stream(request)) == hf.generate(request)[0]  # streaming gives the same text
+    assert hf.generate(replace(request, n=2)) == native.generate(request) * 2  # greedy n: n equal rows
 
 
 def test_exported_shakespeare_runs_a_pipeline(tmp_path, exported, cache):

@@ -180,8 +180,11 @@ def to_hf_model(model: Any, tokenizer: Any):
 
 def export_hf(checkpoint_dir: str | Path, out: str | Path, *, name: str = "", force: bool = False) -> Path:
     """Write the HF folder for a checkpoint folder; return its path."""
+    from transformers.utils import logging as hf_logging
+
     from synesthesia.checkpoint import load_checkpoint
 
+    hf_logging.disable_progress_bar()  # one line of output, not a "Writing model shards" bar
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
         raise SynesthesiaError(f"{out} exists and is not empty; pick a new folder or pass --force")

@@ -310,7 +310,7 @@ class LoadedHF:
             return {}
         sample = s.temperature > 0 and s.top_k != 1
         config = GenerationConfig(
-            max_new_tokens=max_new, do_sample=sample, num_return_sequences=n,
+            max_new_tokens=max_new, do_sample=sample, num_return_sequences=n if sample else 1,
             temperature=float(s.temperature) if sample else None, top_k=int(s.top_k or 0) if sample else None,
             top_p=float(s.top_p) if sample and s.top_p else (1.0 if sample else None),
             min_p=float(s.min_p) if sample and s.min_p else None,
@@ -321,6 +321,8 @@ class LoadedHF:
         if not sample:
             config.num_beams = 1
         input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.model.device)
+        if not sample:  # greedy: HF takes no num_return_sequences; n copies of the prompt give n (equal) rows
+            input_ids = input_ids.expand(n, -1).contiguous()
         processors = self._processors(request)
         kwargs: dict[str, Any] = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
                                       generation_config=config)
