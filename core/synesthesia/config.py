@@ -101,6 +101,18 @@ def prepare_override(arg: str, sweep: bool = True) -> str:
 # A value part Hydra's grammar takes as it is; anything else (spaces, apostrophes, brackets, ``$``, CJK…) is
 # quoted, so any theme, title or prompt a person types works.
 _PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.:/+@~-]*")
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+# What a person writes in words: never a list, a dict or a sweep function, whatever it starts with.
+FREE_TEXT_KEYS = frozenset({"theme", "prompt", "title"})
+
+
+def _quote(text: str) -> str:
+    """``text`` as a Hydra quoted string whose value, once OmegaConf has read it, is ``text`` again."""
+    # OmegaConf: ``\${`` is a literal ``${``; backslashes before it are doubled so they stay backslashes.
+    text = re.sub(r"(\\*)\$\{", lambda m: m.group(1) * 2 + "\\${", text)
+    # Hydra: backslashes before a quote or the end of the string are doubled, then quotes escaped.
+    text = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, text)
+    return "'" + text.replace("'", "\\'") + "'"
 
 
 def quote_override(arg: str, sweep: bool = True) -> str:
@@ -117,8 +129,10 @@ def quote_override(arg: str, sweep: bool = True) -> str:
     key, value = arg.split("=", 1)
     if key.lstrip("+~").startswith(("hydra.", "hydra/")):
         return arg
-    if value[:1] in {"'", '"', "[", "{"} or value.startswith(("choice(", "range(", "glob(", "interval(")):
+    if key.lstrip("+~") in FREE_TEXT_KEYS:
+        if _QUOTED.fullmatch(value):
+            return arg  # already quoted by the person typing it
+    elif value[:1] in {"'", '"', "[", "{"} or value.startswith(("choice(", "range(", "glob(", "interval(")):
         return arg
-    parts = [p if _PLAIN_VALUE.fullmatch(p) else "'" + p.replace("'", "\\'").replace("${", "\\${") + "'"
-             for p in (value.split(",") if sweep else [value])]
+    parts = [p if _PLAIN_VALUE.fullmatch(p) else _quote(p) for p in (value.split(",") if sweep else [value])]
     return f"{key}={','.join(parts)}"
