@@ -219,3 +219,34 @@ def test_a_new_artwork_appears_live(gallery, tmp_path):
         page.screenshot(path=str(tmp_path / "live.png"))
     finally:
         page.close()
+
+
+def test_an_installation_feeding_the_server_appears_live(gallery, tmp_path):
+    """``synesthesia installation --server URL``: the server makes each artwork, so the page shows it live; the
+    loop still sends it over OSC (received by a real python-osc server) with paths in the shared folder."""
+    from tests.test_installation import OscReceiver
+
+    osc = OscReceiver()
+    page = open_gallery(gallery)
+    try:
+        page.wait_for_selector("body[data-live='1']", timeout=10000)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+        done = subprocess.run(
+            [sys.executable, "-m", "synesthesia", "installation", "--artworks", str(gallery["root"] / "artworks"),
+             "--server", gallery["server"].url, "--theme", "春江", "--count", "1", "--osc-out",
+             f"127.0.0.1:{osc.port}", "generation.candidates=2", "generation.max_attempts=1"],
+            capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert len(osc.of("/synesthesia/artwork/done")) == 1, (osc.messages, done.stderr)
+        [(seq, artwork_id, path)] = osc.of("/synesthesia/artwork/done")
+        assert seq == 1 and Path(path, "manifest.json").is_file()
+        page.wait_for_selector(f"article[data-id='{artwork_id}']", timeout=15000)
+        order = page.eval_on_selector_all("article", "a => a.map(e => [e.dataset.id, e.dataset.created])")
+        assert order[0][0] == artwork_id, order
+        notes = osc.of("/synesthesia/artwork/note")
+        assert len([n for n in notes if n[5] == 0]) == 28
+        state = json.loads((gallery["root"] / "artworks" / ".synesthesia-installation.json").read_text())
+        assert state["owned"] == [artwork_id]
+    finally:
+        page.close()
+        osc.close()

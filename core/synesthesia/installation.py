@@ -25,7 +25,9 @@ complete. The model is loaded once (a shared ``GeneratorCache``). Every artwork 
   ``/synesthesia/error seq message`` when something failed; ``/synesthesia/status state ...`` on start
   (with the trigger ports) and stop;
 - **a live MIDI port** (``--midi-port``): the melody is played to it (the MIDI plugin's live output);
-- **the gallery**: the artwork folder itself.
+- **the gallery**: the artwork folder itself. With ``--server URL`` (a running ``synesthesia serve`` whose
+  ``--artworks`` is the same folder) each artwork is made by the server instead, as a ``POST /v1/artworks``
+  job: its gallery page shows it live, and the loop still sends it to OSC and MIDI.
 
 Retention: ``--keep N`` keeps the newest N artworks this loop made, ``--max-mb M`` keeps their total under
 M megabytes (the newest is always kept); older ones are renamed away (a reader never sees half a folder)
@@ -68,6 +70,9 @@ MAX_QUEUE = 100
 MAX_THEME_CHARS = 200
 MAX_BODY_BYTES = 4096
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+# Generation settings an intent to ``synesthesia serve`` may carry (POST /v1/artworks).
+SERVER_GENERATION = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "max_new_tokens", "candidates",
+                     "max_attempts", "constrained")
 
 
 class Abandon(BaseException):
@@ -76,6 +81,13 @@ class Abandon(BaseException):
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _server_error(reply: Any) -> str:
+    try:
+        return str(reply.json()["error"]["message"])
+    except Exception:
+        return reply.text[:300]
 
 
 def _log(message: str) -> None:
@@ -158,6 +170,7 @@ class State:
     current: dict[str, Any] | None = None  # the artwork in hand: seq, run, seed, item
     queue: list[dict[str, Any]] = field(default_factory=list)  # pending triggers
     last: dict[str, Any] | None = None  # the last artwork made
+    owned: list[str] = field(default_factory=list)  # run folders the server made for this loop (--server)
 
     @classmethod
     def load(cls, path: Path) -> "State":
@@ -169,7 +182,8 @@ class State:
                 raise ValueError(f"not a version {STATE_VERSION} state")
             return cls(next_seq=int(data.get("next_seq", 1)), position=int(data.get("position", 0)),
                        made=int(data.get("made", 0)), failed=int(data.get("failed", 0)),
-                       current=data.get("current"), queue=list(data.get("queue") or []), last=data.get("last"))
+                       current=data.get("current"), queue=list(data.get("queue") or []), last=data.get("last"),
+                       owned=[str(name) for name in data.get("owned") or []])
         except (OSError, ValueError, TypeError) as exc:
             raise SynesthesiaError(f"cannot read the installation state {path}: {exc}; move it away to start "
                                    "afresh") from None
@@ -179,7 +193,8 @@ class State:
 
         write_json_atomic(path, {"version": STATE_VERSION, "updated": _now(), "next_seq": self.next_seq,
                                  "position": self.position, "made": self.made, "failed": self.failed,
-                                 "current": self.current, "queue": self.queue, "last": self.last})
+                                 "current": self.current, "queue": self.queue, "last": self.last,
+                                 "owned": self.owned})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -450,11 +465,15 @@ def run_size(path: Path) -> int:
     return total
 
 
-def apply_retention(artworks: Path, keep: int, max_bytes: int, log: Callable[[str], None] = _log) -> list[str]:
-    """Delete the oldest run folders this loop made (named ``…-iSEQ``) beyond ``keep`` or ``max_bytes``;
-    the newest is always kept. Each is renamed to a hidden name first, so readers never see half of it."""
-    runs = sorted((int(m.group(1)), p) for p in artworks.iterdir()
-                  if (m := RUN_NAME.match(p.name)) and p.is_dir() and not p.is_symlink())
+def apply_retention(artworks: Path, keep: int, max_bytes: int, log: Callable[[str], None] = _log,
+                    owned: list[str] | None = None) -> list[str]:
+    """Delete the oldest run folders this loop made (named ``…-iSEQ``, or listed in ``owned``: made by the
+    server for it) beyond ``keep`` or ``max_bytes``; the newest is always kept. Each is renamed to a hidden
+    name first, so readers never see half of it. Folder names start with their UTC time, so they sort."""
+    mine = set(owned or [])
+    runs = sorted(((p.name[:15], int(m.group(1)) if (m := RUN_NAME.match(p.name)) else 0), p)
+                  for p in artworks.iterdir()
+                  if (RUN_NAME.match(p.name) or p.name in mine) and p.is_dir() and not p.is_symlink())
     runs = [p for _, p in runs]
     doomed: list[Path] = []
     if keep > 0 and len(runs) > keep:
@@ -484,7 +503,8 @@ def apply_retention(artworks: Path, keep: int, max_bytes: int, log: Callable[[st
 class Installation:
     def __init__(self, *, artworks: Path, themes: ThemeList, every: float, count: int, seed: int,
                  overrides: list[str], osc: OscOut, keep: int, max_mb: float, state_path: Path | None = None,
-                 midi: Any = None, registry: Any = None) -> None:
+                 midi: Any = None, registry: Any = None, server: str | None = None,
+                 server_key: str | None = None) -> None:
         from synesthesia.pipeline import GeneratorCache
         from synesthesia.plugins import get_registry
 
@@ -508,6 +528,12 @@ class Installation:
         self.in_artwork = False
         self.signals = 0
         self.made_here = 0  # artworks attempted by this process
+        self.http = None
+        if server:
+            import httpx
+
+            headers = {"Authorization": f"Bearer {server_key}"} if server_key else {}
+            self.http = httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=30)
 
     # -- shared with the trigger threads ----------------------------------------------------------
 
@@ -595,8 +621,11 @@ class Installation:
 
         try:
             self.in_artwork = True
-            artwork = run_pipeline(self._config(item, int(current["seed"])), run_dir, registry=self.registry,
-                                   log=log, generators=self.generators)
+            if self.http is not None:
+                artwork = self._via_server(self._config(item, int(current["seed"])))
+            else:
+                artwork = run_pipeline(self._config(item, int(current["seed"])), run_dir, registry=self.registry,
+                                       log=log, generators=self.generators)
         except Abandon:
             self.in_artwork = False
             _log(f"#{seq} abandoned; a restart makes it again")
@@ -617,15 +646,60 @@ class Installation:
             return False
         self.in_artwork = False
         seconds = time.perf_counter() - started
+        run = Path(artwork.path).parent.relative_to(self.artworks).as_posix()
         with self.lock:
             self.state.made += 1
             self.state.current = None
-            self.state.last = {"seq": seq, "run": current["run"], "theme": item.theme, "form": form,
+            if self.http is not None:
+                self.state.owned.append(run)
+            self.state.last = {"seq": seq, "run": run, "theme": item.theme, "form": form,
                                "finished": _now(), "seconds": round(seconds, 3)}
             self.state.save(self.state_path)
         _log(f"#{seq} done in {seconds:.1f} s: {artwork.path}")
-        self.publish(seq, current["run"], artwork)
+        self.publish(seq, run.replace("/", "~"), artwork)
         return True
+
+    def _via_server(self, config: dict[str, Any]) -> Any:
+        """Make the artwork as a job of ``synesthesia serve`` (so its gallery shows it live); the artwork, read
+        back from the shared artworks folder."""
+        from synesthesia.components import Artwork
+
+        gen = dict(config.get("generation") or {})
+        intent: dict[str, Any] = {"form": config["form"], "theme": config["theme"], "seed": config["seed"],
+                                  "generation": {k: gen[k] for k in SERVER_GENERATION if gen.get(k) is not None}}
+        renderers = list(dict(config.get("pipeline") or {}).get("renderers") or ["all"])
+        if renderers != ["all"]:
+            intent["renderers"] = renderers
+        for key, name in (("renderer", "options"), ("form_options", "form_options")):
+            if config.get(key):
+                intent[name] = config[key]
+        model = str(dict(config.get("model") or {}).get("name") or "auto")
+        if model != "auto":
+            intent["model"] = model
+        while True:
+            reply = self.http.post("/v1/artworks", json=intent)
+            if reply.status_code not in (429, 503):
+                break
+            wait = min(30.0, float(reply.headers.get("Retry-After") or 5))
+            _log(f"the server is busy ({reply.status_code}); trying again in {wait:g} s")
+            if self.stopping.wait(wait):
+                raise SynesthesiaError("stopped while the server was busy")
+        if reply.status_code != 202:
+            raise SynesthesiaError(f"the server refused the intent ({reply.status_code}): {_server_error(reply)}")
+        job = reply.json()
+        while job["status"] in ("queued", "running"):  # the artwork in hand: a first stop signal waits for it
+            time.sleep(0.2)
+            job = self.http.get(job["url"]).json()
+        if job["status"] != "succeeded":
+            raise SynesthesiaError(f"the server's job {job['id']} {job['status']}: {job.get('error')}")
+        detail = self.http.get(job["artwork_url"]).json()
+        path = self.artworks / str(detail["id"]).replace("~", "/") / "artwork"
+        if not (path / "manifest.json").is_file():
+            raise SynesthesiaError(f"the server wrote artwork {detail['id']} outside {self.artworks}: give "
+                                   "--artworks the folder `synesthesia serve --artworks` uses")
+        files = [path / name for name in detail.get("files") or [] if name != "manifest.json"]
+        return Artwork(path=path, text=str(detail.get("text") or ""), manifest=detail.get("manifest") or {},
+                       files=files + [path / "manifest.json"])
 
     def publish(self, seq: int, run: str, artwork: Any) -> None:
         text = artwork.text.strip("\n")
@@ -676,7 +750,11 @@ class Installation:
             self.make(current)
             self.made_here += 1
             try:
-                apply_retention(self.artworks, self.keep, self.max_bytes)
+                removed = apply_retention(self.artworks, self.keep, self.max_bytes, owned=self.state.owned)
+                if removed:
+                    with self.lock:
+                        self.state.owned = [r for r in self.state.owned if r not in removed]
+                        self.state.save(self.state_path)
             except OSError as exc:
                 _log(f"retention failed: {exc}")
         return self.made_here
@@ -705,6 +783,9 @@ class Installation:
 @click.option("--midi-api", default=None, help="rtmidi API: UNIX_JACK, LINUX_ALSA, MACOSX_CORE, WINDOWS_MM.")
 @click.option("--midi-speed", default=1.0, show_default=True, type=click.FloatRange(min=0.01),
               help="Tempo factor of the live MIDI output.")
+@click.option("--server", default=None, help="URL of a running `synesthesia serve` (same --artworks folder): "
+                                            "it makes the artworks, so its gallery shows them live.")
+@click.option("--server-key", envvar="SYNESTHESIA_SERVER_KEY", default=None, help="That server's API key.")
 @click.option("--keep", default=0, show_default=True, type=click.IntRange(min=0),
               help="Keep the newest N artworks this loop made (0: all).")
 @click.option("--max-mb", default=0.0, show_default=True, type=click.FloatRange(min=0),
@@ -713,8 +794,8 @@ class Installation:
 def installation(artworks: Path, themes: tuple[str, ...], themes_file: Path | None, form: str | None, every: float,
                  count: int, seed: int, osc_out: tuple[str, ...], osc_prefix: str, osc_in: int | None,
                  http_port: int | None, listen: str, api_key: str | None, midi_port: str | None,
-                 midi_api: str | None, midi_speed: float, keep: int, max_mb: float,
-                 overrides: tuple[str, ...]) -> None:
+                 midi_api: str | None, midi_speed: float, server: str | None, server_key: str | None, keep: int,
+                 max_mb: float, overrides: tuple[str, ...]) -> None:
     """Run unattended: one artwork every N seconds from a theme list, a file, OSC or HTTP triggers.
 
     OVERRIDES are Hydra overrides for every artwork (pipeline.renderers=[poem_html,midi]
@@ -731,8 +812,15 @@ def installation(artworks: Path, themes: tuple[str, ...], themes_file: Path | No
     artworks.mkdir(parents=True, exist_ok=True)
     osc = OscOut([parse_host_port(t) for t in osc_out], osc_prefix)
     loop = Installation(artworks=artworks.resolve(), themes=ThemeList(list(themes), form, themes_file), every=every,
-                        count=count, seed=seed, overrides=list(overrides), osc=osc, keep=keep, max_mb=max_mb)
+                        count=count, seed=seed, overrides=list(overrides), osc=osc, keep=keep, max_mb=max_mb,
+                        server=server, server_key=server_key)
     loop.check()
+    if loop.http is not None:
+        try:
+            health = loop.http.get("/health").json()
+            _log(f"artworks are made by the server at {server} (status {health.get('status')})")
+        except Exception as exc:  # it may come up later: each artwork that cannot reach it is logged
+            _log(f"cannot reach the server at {server} yet: {type(exc).__name__}: {exc}")
     midi = MidiOut(midi_port, midi_api, midi_speed) if midi_port else None
     loop.midi = midi
     previous = {sig: signal.signal(sig, loop.on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
