@@ -335,16 +335,17 @@ def test_index_of_ten_thousand_artworks(tmp_path):
     started = time.perf_counter()
     assert index.sync()["added"] == 10_000
     rebuild = time.perf_counter() - started
-    timings = {}
+    timings, cpu_ms = {}, {}
     for name, query in {"newest 50": {}, "all 10,000": {"limit": 10_000}, "text": {"q": "second line 6993"},
                         "theme+form": {"theme": "theme 42", "form": "七绝"}, "model+dates": {
                             "model": "tang", "since": "2026-03-01", "until": "2026-03-31"}}.items():
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         result = index.search(**query)
         timings[name] = (time.perf_counter() - started) * 1000
+        cpu_ms[name] = (time.process_time() - cpu) * 1000  # what the index costs, whatever else runs
         assert result["data"], name
     assert len(index.search(limit=10_000)["data"]) == 10_000
     assert "a00999" in [a["id"] for a in index.search(q="second line 6993")["data"]]
     print(f"rebuild 10,000: {rebuild:.2f} s; " + ", ".join(f"{k} {v:.1f} ms" for k, v in timings.items()))
-    assert timings["newest 50"] < 50 and timings["text"] < 200 and timings["all 10,000"] < 1000
+    assert cpu_ms["newest 50"] < 50 and cpu_ms["text"] < 200 and cpu_ms["all 10,000"] < 1000, cpu_ms
     index.close()

@@ -35,6 +35,8 @@ class Settings:
     max_tokens: int = 1024
     max_prompt_chars: int = 2000
     threads: int = 1
+    # One copy of each model for the API and the job worker together (chats then wait while a job decodes).
+    share_models: bool = False
     # Before serving: decode and render one small artwork per language into a temporary folder, so that the
     # first request does not pay for loading form tables, fonts and music libraries.
     warm_up: bool = True
@@ -74,7 +76,8 @@ class ServerState:
         self.base_config.setdefault("model", {})["threads"] = int(settings.threads)
         self.generators = SharedGenerators()
         entries = list(settings.models) or sorted(self.registry.checkpoints())
-        self.models = Models(self.registry, self.base_config, entries, self.generators)
+        api_generators = self.generators if settings.share_models else SharedGenerators()
+        self.models = Models(self.registry, self.base_config, entries, api_generators, self.generators)
         self.root = Path(settings.artworks).resolve()
         self.index = ArtworkIndex(self.root)
         self.events = EventBroker()

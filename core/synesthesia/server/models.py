@@ -1,14 +1,18 @@
-"""The models a server serves: an allowlist fixed at start, loaded once, shared by the HTTP API and the job worker.
+"""The models a server serves: an allowlist fixed at start, each model loaded once at start and kept.
 
-One ``SharedGenerators`` (a ``GeneratorCache``) holds each model once per process. Every loaded model gets a
-lock: a pipeline's ``generate``/``score`` holds it for the call, a stream takes it for one step at a time, so
-chat streams interleave with each other and never decode on the same model at the same instant. The
-pipeline's view of a model also keeps the ``describe()`` taken right after its own decoding, so an API call
-between a job's decoding and its manifest cannot change that manifest's provenance.
+A ``SharedGenerators`` (a ``GeneratorCache``) holds each model once. By default the server keeps two: one
+for the job worker (shared by every job) and one for the OpenAI-compatible API, so a chat never waits
+while an artwork's candidates decode (the shipped models are 4-6 MB each); ``--share-models`` keeps one.
+Every loaded model gets a first-come-first-served lock: a pipeline's ``generate``/``score`` holds it for
+the call, a stream takes it for one step at a time, so concurrent chat streams interleave token by token
+and never decode on the same model at the same instant. The pipeline's view of a model also keeps the
+``describe()`` taken right after its own decoding, so nothing between a job's decoding and its manifest
+can change that manifest's provenance.
 """
 
 from __future__ import annotations
 
+import collections
 import copy
 import threading
 from dataclasses import dataclass
@@ -23,10 +27,44 @@ class JobAbandoned(SynesthesiaError):
     """The server is shutting down and the job in hand stopped before its artwork was written."""
 
 
+class FairLock:
+    """A lock handed to waiters in arrival order: a stream that releases it and asks again queues behind the
+    streams already waiting, instead of winning it back at once. Not reentrant."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._waiters: collections.deque = collections.deque()
+        self._held = False
+
+    def acquire(self) -> bool:
+        with self._mutex:
+            if not self._held and not self._waiters:
+                self._held = True
+                return True
+            turn = threading.Event()
+            self._waiters.append(turn)
+        turn.wait()  # release() hands the lock over, still held
+        return True
+
+    def release(self) -> None:
+        with self._mutex:
+            if self._waiters:
+                self._waiters.popleft().set()
+            else:
+                self._held = False
+
+    def __enter__(self) -> "FairLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
 class Guarded:
     """A loaded generator behind its model's lock (and, for jobs, the server's cancel flag)."""
 
-    def __init__(self, inner: Any, lock: threading.RLock, cancel: threading.Event | None = None) -> None:
+    def __init__(self, inner: Any, lock: FairLock, cancel: threading.Event | None = None) -> None:
         self._inner = inner
         self._lock = lock
         self._cancel = cancel
@@ -84,7 +122,7 @@ class SharedGenerators(GeneratorCache):
     def __init__(self) -> None:
         super().__init__()
         self._guard = threading.Lock()
-        self._locks: dict[tuple, threading.RLock] = {}
+        self._locks: dict[tuple, FairLock] = {}
         self.cancel = threading.Event()
 
     @staticmethod
@@ -92,10 +130,10 @@ class SharedGenerators(GeneratorCache):
         return (getattr(plan_.generator, "name", type(plan_.generator).__name__), plan_.model_name, plan_.device,
                 plan_.dtype)
 
-    def loaded(self, plan_: Any) -> tuple[Any, threading.RLock]:
+    def loaded(self, plan_: Any) -> tuple[Any, FairLock]:
         with self._guard:  # loading is rare; one at a time
             inner = GeneratorCache.get(self, plan_)
-            lock = self._locks.setdefault(self.key(plan_), threading.RLock())
+            lock = self._locks.setdefault(self.key(plan_), FairLock())
         return inner, lock
 
     def get(self, plan_: Any) -> Guarded:
@@ -134,10 +172,11 @@ class Models:
     """The allowlist of served models over the shared generator cache."""
 
     def __init__(self, registry: Any, base_config: dict[str, Any], entries: list[str],
-                 generators: SharedGenerators) -> None:
+                 generators: SharedGenerators, worker_generators: SharedGenerators | None = None) -> None:
         self.registry = registry
         self.base = base_config
-        self.generators = generators
+        self.generators = generators  # the API's
+        self.worker_generators = worker_generators or generators
         self.served: dict[str, ServedModel] = {}
         for entry in entries:
             model = parse_model_entry(entry)
@@ -165,6 +204,13 @@ class Models:
 
     def get(self, model_id: str) -> Guarded:
         return self.generators.for_api(self.plan_for(self.resolve(model_id)))
+
+    def preload(self) -> None:
+        """Load every served model now, for the API and for the job worker."""
+        for model in self.served.values():
+            plan_ = self.plan_for(model)
+            self.generators.loaded(plan_)
+            self.worker_generators.loaded(plan_)
 
     def is_loaded(self, model: ServedModel) -> bool:
         return self.generators.is_loaded(self.plan_for(model))
