@@ -300,13 +300,18 @@
       return;
     }
     const events = new EventSource("/v1/events");
+    let lost = false;
     events.addEventListener("open", () => {
       setLive("live", "live");
       document.body.dataset.live = "1";
+      // Back after a lost connection (a server restart forgets old event ids): list afresh.
+      if (lost) load().catch(fail);
+      lost = false;
     });
     events.addEventListener("error", () => {
       setLive("error", "reconnecting…");
       document.body.dataset.live = "";
+      lost = true;
     });
     events.addEventListener("artwork_created", (event) => {
       try { show(JSON.parse(event.data), {fresh: true}); } catch (error) { console.error(error); }
