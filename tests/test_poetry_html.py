@@ -230,3 +230,19 @@ def test_english_verse_is_centred_and_its_lines_do_not_touch(browser, tmp_path):
         assert abs(title["x"] + title["width"] / 2 - 500) < 2 and title["y"] < lines[0]["y"]
     finally:
         page.close()
+
+
+def test_no_title_or_text_can_break_out_of_the_embedded_manifest(browser, tmp_path):
+    hostile = "<!--<script> a title & <b>more</b>"  # no "-->": a parser would stay inside the script
+    out = tmp_path / "hostile"
+    out.mkdir()
+    ctx = RenderContext(text=POEM, form="七绝", language="zh", theme="秋", seed=3, out_dir=out,
+                        options=PageOptions(), manifest={"seed": 3, "intent": {"title": hostile}},
+                        title=hostile, model_name="tang")
+    [path] = render_html(ctx)
+    page = open_page(browser, path)
+    embedded = page.evaluate("JSON.parse(document.getElementById('synesthesia-manifest').textContent)")
+    assert embedded["intent"]["title"] == hostile  # the whole manifest, intact
+    assert page.evaluate("document.querySelectorAll('script').length") == 1  # no script was injected
+    assert page.evaluate("document.body.innerText").count("alert(1)") <= 1  # shown as text at most, never run
+    page.close()

@@ -225,7 +225,10 @@ def page_html(ctx, options: PageOptions) -> str:
         main = (f"<main class=\"{cls}\">{head}{author}"
                 f"<div class=\"poem form-{_esc(content.form)}{centred}\">{_verse_body(content, options, cells)}</div>"
                 f"{seal}</main>")
-    manifest = json.dumps(ctx.manifest, ensure_ascii=False, default=str).replace("</", "<\\/")
+    # <, > and & as JSON escapes: no title or text can close the script or open an HTML comment in it
+    # ("<!--<script>" would make a browser read the block to the end of the file).
+    manifest = (json.dumps(ctx.manifest, ensure_ascii=False, default=str)
+                .replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e"))
     lang = "zh" if content.language == "zh" else "en"
     body_class = ' class="vertical-page"' if vertical else ""
     return (f"<!DOCTYPE html>\n<html lang=\"{lang}\">\n<head>\n<meta charset=\"utf-8\">\n"
