@@ -311,3 +311,20 @@ def test_corpus_prepare_into_an_unwritable_folder_is_one_line(tmp_path):
         subprocess.run(["chattr", "-i", str(out)], capture_output=True)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "cannot write" in result.stderr, result.stderr
+
+
+def test_an_emoji_no_font_draws_is_left_out_not_the_layout(tmp_path):
+    from PIL import Image
+
+    from synesthesia_poetry.fonts import unrenderable
+
+    if not unrenderable("🌙"):
+        pytest.skip("an emoji font is installed here: nothing to leave out")
+    run_dir = tmp_path / "emoji"
+    result = run_cli("run", f"hydra.run.dir={run_dir}", *FAST[:3], "title=江雪 🌙",
+                     "pipeline.renderers=[poem_png,poem_svg]", "generation.candidates=2", env=ENV)
+    assert result.returncode == 0 and "failed" not in result.stderr, result.stderr
+    assert "no installed font draws '🌙'; left out of the page" in result.stderr
+    manifest = _manifest(run_dir)
+    assert manifest["renderers"]["poem_png"]["error"] is None and manifest["renderers"]["poem_svg"]["error"] is None
+    assert Image.open(run_dir / "artwork" / "poem_png" / "poem.png").size[0] > 100

@@ -94,6 +94,21 @@ def drawable(text: str) -> set[str]:
     return {ch for ch in text if not ch.isspace() and ch.isprintable()}
 
 
+def unrenderable(text: str) -> list[str]:
+    """The characters of ``text`` that no installed font has a glyph for (an emoji without an emoji font),
+    checked font by font until every character is found, so ordinary text costs one or two cmaps."""
+    left = drawable(text)
+    for font in system_fonts():
+        if not left:
+            break
+        try:
+            cmap = font_cmap(str(font.path), font.index)
+        except SynesthesiaError:
+            continue
+        left = {ch for ch in left if ord(ch) not in cmap}
+    return sorted(left)
+
+
 def missing_glyphs(font: FontFile, text: str) -> list[str]:
     cmap = font_cmap(str(font.path), font.index)
     return sorted(ch for ch in drawable(text) if ord(ch) not in cmap)

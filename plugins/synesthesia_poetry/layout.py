@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -27,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from synesthesia.errors import SynesthesiaError
 
 from synesthesia_poetry import chinese
-from synesthesia_poetry.fonts import FontFile, find_font
+from synesthesia_poetry.fonts import FontFile, find_font, unrenderable
 
 CLASSICAL_FORMS = {"五绝", "七绝", "五律", "七律", "藏头诗"}
 
@@ -175,6 +176,12 @@ def content_of(ctx: Any, script: str = "as_is") -> Content:
     if "/" in model or "\\" in model:  # a checkpoint folder given as a path: its name is enough
         model = Path(model).name or model
     author = f"Synesthesia · {model}"
+    # A character no installed font can draw (an emoji in the title) is left out of the page, with a note,
+    # rather than losing the whole layout.
+    lost = unrenderable(body + title)
+    if lost:
+        print(f"note: no installed font draws {''.join(lost)!r}; left out of the page", file=sys.stderr)
+        body, title = ("".join(ch for ch in part if ch not in lost) for part in (body, title))
     return Content(convert_script(body, script), convert_script(title, script), author, ctx.form, ctx.language)
 
 
