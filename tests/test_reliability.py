@@ -328,3 +328,35 @@ def test_an_emoji_no_font_draws_is_left_out_not_the_layout(tmp_path):
     manifest = _manifest(run_dir)
     assert manifest["renderers"]["poem_png"]["error"] is None and manifest["renderers"]["poem_svg"]["error"] is None
     assert Image.open(run_dir / "artwork" / "poem_png" / "poem.png").size[0] > 100
+
+
+def _artwork_is_whole(artwork: Path) -> bool:
+    """Every file the manifest lists is there with its recorded sha256."""
+    import hashlib
+
+    manifest = json.loads((artwork / "manifest.json").read_text(encoding="utf-8"))
+    return all(hashlib.sha256((artwork / name).read_bytes()).hexdigest() == digest
+               for name, digest in manifest["files"].items())
+
+
+@pytest.mark.slow
+def test_kill_9_at_any_moment_never_leaves_half_an_artwork(tmp_path):
+    import random
+
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "-m", "synesthesia", "run", f"hydra.run.dir={run_dir}", *FAST[:3],
+            "pipeline.renderers=[poem_text,poem_svg,poem_png]", "generation.candidates=2"]
+    env = {**os.environ, **ENV}
+    assert subprocess.run(args, env=env, capture_output=True).returncode == 0
+    rng = random.Random(17)
+    for trial in range(4):  # start-up, generation, rendering, publishing: a random moment of each run
+        process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.5, 5.0))
+        process.kill()
+        process.wait()
+        assert _artwork_is_whole(run_dir / "artwork"), f"trial {trial}: half an artwork is visible"
+        for kept in (run_dir / "revisions").glob("rev-*"):
+            assert (kept / "manifest.json").is_file(), f"trial {trial}: half a kept revision {kept.name}"
+    # The next run cleans what the killed ones left and still keeps every earlier artwork.
+    assert subprocess.run(args, env=env, capture_output=True).returncode == 0
+    assert not list(run_dir.glob(".artwork-*")) and _artwork_is_whole(run_dir / "artwork")
