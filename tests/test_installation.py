@@ -123,6 +123,7 @@ def test_list_osc_out_failures_retention_and_one_model_load(tmp_path, osc):
     assert finish(process) == 0, log.read_text()
     output = log.read_text()
     # The unknown form failed, was logged and sent as an error; the loop went on.
+    assert "warning: unknown form 'sonnnet'" in output  # named at the start
     assert "#2 failed: ConfigError: unknown form 'sonnnet'" in output
     assert [args[0] for args in osc.of("/synesthesia/error")] == [2]
     begins = osc.of("/synesthesia/artwork/begin")

@@ -569,12 +569,17 @@ class Installation:
     # -- the loop ---------------------------------------------------------------------------------
 
     def check(self) -> None:
-        """Every check before the first artwork: the overrides, the forms of the list, one plan."""
+        """Every check before the first artwork: the overrides and options (one plan; a bad one stops the
+        loop before it starts), then the list's forms (an unknown one is named; its artworks will fail)."""
         from synesthesia.pipeline import plan
 
         items = self.themes.items()
-        probe = items[0] if items else Item("sea")
-        plan(self._config(probe, 0), self.registry)
+        plan(self._config(Item(items[0].theme if items else "sea"), 0), self.registry)
+        for form in sorted({i.form for i in items if i.form}):
+            try:
+                self.registry.form(form)
+            except ConfigError as exc:
+                _log(f"warning: {exc} (its themes will fail and be skipped)")
 
     def _config(self, item: Item, seed: int) -> dict[str, Any]:
         config = copy.deepcopy(self.base)
