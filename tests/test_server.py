@@ -316,6 +316,43 @@ def test_key_queue_full_shutdown_and_rebuilt_index(tmp_path):
         assert srv.stop() == 0
 
 
+def test_shutdown_abandons_cleanly_and_ends_event_streams(tmp_path):
+    root = tmp_path / "g"
+    srv = ServerProcess(root, "--model", "tang", "--no-warm-up", "--grace", "0")
+    ended = threading.Event()
+
+    def listen() -> None:
+        with httpx.Client(base_url=srv.url, timeout=60) as client, client.stream("GET", "/v1/events") as stream:
+            for _ in stream.iter_lines():
+                pass
+        ended.set()
+
+    threading.Thread(target=listen, daemon=True).start()
+    with srv.http() as client:
+        slow = {"form": "七绝", "theme": "江雪", "generation": {"candidates": 16, "max_attempts": 5}}
+        jobs = [client.post("/v1/artworks", json={**slow, "seed": i}).json() for i in range(3)]
+        while client.get(jobs[0]["url"]).json()["status"] == "queued":
+            time.sleep(0.02)
+    started = time.time()
+    assert srv.stop() == 0 and time.time() - started < 30
+    assert ended.wait(5)  # the open event stream was closed, not left hanging
+    from synesthesia.server.index import ArtworkIndex
+
+    index = ArtworkIndex(root)
+    states = [index.load_job(j["id"]) for j in jobs]
+    index.close()
+    assert [s["status"] for s in states[1:]] == ["abandoned", "abandoned"]  # queued: never started
+    assert states[0]["status"] in {"abandoned", "succeeded"}, states[0]
+    print("job in hand at SIGTERM with --grace 0:", states[0]["status"], states[0]["error"])
+    for state in states:
+        folder = root / state["id"]
+        if state["status"] == "succeeded":
+            assert (folder / "artwork" / "manifest.json").is_file()
+        else:
+            assert state["error"] and not (folder / "artwork").exists()
+        assert not list(folder.glob(".artwork-staging-*")) if folder.exists() else True
+
+
 def test_index_of_ten_thousand_artworks(tmp_path):
     from synesthesia.server.index import ArtworkIndex
 

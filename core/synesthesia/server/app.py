@@ -121,6 +121,17 @@ class ServerState:
         from synesthesia.pipeline import plan, run_pipeline
         from synesthesia.server.intent import ArtworkIntent, check_planned_model, intent_to_config
 
+        class Quiet:  # the registry, except that warm-up artworks are announced to no listener (no MIDI played)
+            def __init__(self, registry: Any) -> None:
+                self._registry = registry
+
+            def notify_artwork_created(self, artwork: Any) -> None:
+                pass
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._registry, name)
+
+        quiet = Quiet(self.registry)
         done = []
         with tempfile.TemporaryDirectory(prefix="synesthesia-warm-") as folder:
             for form, theme in (("七绝", "秋月"), ("haiku", "winter sea")):
@@ -128,7 +139,7 @@ class ServerState:
                 try:
                     config = intent_to_config(intent, self.base_config, self.models)
                     check_planned_model(plan(config, self.registry), self.models)
-                    run_pipeline(config, Path(folder) / form, registry=self.registry, log=lambda m: None,
+                    run_pipeline(config, Path(folder) / form, registry=quiet, log=lambda m: None,
                                  generators=self.generators)
                     done.append(form)
                 except SynesthesiaError:
