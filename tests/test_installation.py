@@ -23,17 +23,18 @@ FAST = ["pipeline.renderers=[poem_text,poem_html,midi]", "renderer.midi.audio=fa
 
 
 class OscReceiver:
-    """A real python-osc UDP server on 127.0.0.1 (a free port) that records every message."""
+    """A real python-osc UDP server on 127.0.0.1 (a free port) that records every message, one at a time in the
+    order they arrive (a threading server could record a burst out of order)."""
 
     def __init__(self) -> None:
         from pythonosc.dispatcher import Dispatcher
-        from pythonosc.osc_server import ThreadingOSCUDPServer
+        from pythonosc.osc_server import BlockingOSCUDPServer
 
         self.messages: list[tuple[str, tuple]] = []
         self.changed = threading.Condition()
         dispatcher = Dispatcher()
         dispatcher.set_default_handler(self._record)
-        self.server = ThreadingOSCUDPServer(("127.0.0.1", 0), dispatcher)
+        self.server = BlockingOSCUDPServer(("127.0.0.1", 0), dispatcher)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -164,7 +165,8 @@ def test_osc_and_http_triggers(tmp_path, osc):
 
     artworks = tmp_path / "gallery"
     log = tmp_path / "log.txt"
-    process = start(artworks, osc, "--osc-in", "0", "--http-port", "0", log=log)
+    process = start(artworks, osc, "--osc-in", "0", "--http-port", "0", "--osc-live-notes", "--midi-speed", "40",
+                    log=log)
     try:
         started = osc.wait_for("/synesthesia/status", lambda a: a[0] == "started", process=process)
         ports = dict(zip(started[1::2], started[2::2]))
@@ -181,11 +183,19 @@ def test_osc_and_http_triggers(tmp_path, osc):
             second = osc.wait_for("/synesthesia/artwork/done", lambda a: a[0] == 2, process=process)
             status = client.get(f"{base}/status").json()
             assert status["made"] == 2 and status["queue"] == []
+            # Live notes: each note on and off as it sounds, in the melody's order and (scaled) time.
+            melody = [n for n in osc.of("/synesthesia/artwork/note") if n[0] >= 0]
+            osc.wait_for("/synesthesia/note/off", lambda a: len(osc.of("/synesthesia/note/off")) >= len(melody),
+                          timeout=30, process=process)
         process.send_signal(signal.SIGTERM)
         assert finish(process, 30) == 0, log.read_text()
     finally:
         if process.poll() is None:
             process.kill()
+    ons = osc.of("/synesthesia/note/on")
+    assert len(ons) == len(melody) == len(osc.of("/synesthesia/note/off"))
+    assert [o[3] for o in ons if o[2] == 0] == [n[6] for n in melody if n[5] == 0]  # the sung syllables, in order
+    assert [(o[0], o[2]) for o in ons] == [(n[1], n[5]) for n in melody]  # the notes, as the melodies have them
     assert osc.of("/synesthesia/status")[-1] == ("stopped", 2)
     intents = [assert_complete(artworks / run)["intent"] for run in (first[1], second[1])]
     assert [(i["form"], i["theme"]) for i in intents] == [("七绝", "江雪"), ("haiku", "harbor at dawn")]

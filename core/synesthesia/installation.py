@@ -21,7 +21,9 @@ complete. The model is loaded once (a shared ``GeneratorCache``). Every artwork 
   patches: ``/synesthesia/artwork/begin seq form theme``, ``/synesthesia/artwork/text text``,
   ``/synesthesia/artwork/line index line``, ``/synesthesia/artwork/note index pitch velocity start duration
   channel syllable`` (seconds from the melody's start), ``/synesthesia/artwork/file renderer path``,
-  ``/synesthesia/artwork/done seq id path``; ``/synesthesia/artwork/renderer_error renderer message`` and
+  ``/synesthesia/artwork/done seq id path``; with ``--osc-live-notes`` also ``/synesthesia/note/on pitch
+  velocity channel syllable`` and ``/synesthesia/note/off pitch channel`` as the melody sounds
+  (``--midi-speed`` scales its tempo); ``/synesthesia/artwork/renderer_error renderer message`` and
   ``/synesthesia/error seq message`` when something failed; ``/synesthesia/status state ...`` on start
   (with the trigger ports) and stop;
 - **a live MIDI port** (``--midi-port``): the melody is played to it (the MIDI plugin's live output);
@@ -252,6 +254,50 @@ def melody_notes(midi_path: Path) -> list[tuple[int, int, float, float, int, str
             if note is not None:
                 note[3] = round(now - note[2], 4)
     return [tuple(n) for n in notes]  # type: ignore[misc]
+
+
+class OscLiveNotes:
+    """The melody as OSC in real time (``--osc-live-notes``): ``/synesthesia/note/on pitch velocity channel
+    syllable`` and ``/synesthesia/note/off pitch channel`` when each note starts and ends, in a thread; the next
+    artwork's melody waits for the one playing. Stopping sends the offs of sounding notes at once."""
+
+    def __init__(self, osc: OscOut, speed: float) -> None:
+        self.osc = osc
+        self.speed = speed
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def play(self, notes: list[tuple]) -> None:
+        if self.thread is not None:
+            self.thread.join()
+        self.thread = threading.Thread(target=self._play, args=(notes,), name="osc-notes", daemon=True)
+        self.thread.start()
+
+    def _play(self, notes: list[tuple]) -> None:
+        events = sorted([(n[2], 1, n) for n in notes] + [(n[2] + n[3], 0, n) for n in notes],
+                        key=lambda e: (e[0], e[1]))  # at the same time, offs before ons
+        sounding: set[tuple[int, int]] = set()
+        start = time.perf_counter()
+        try:
+            for at, on, (pitch, velocity, _, _, channel, syllable) in events:
+                delay = at / self.speed - (time.perf_counter() - start)
+                if delay > 0 and self.stop.wait(delay):
+                    return
+                if on:
+                    self.osc.send("/note/on", pitch, velocity, channel, syllable)
+                    sounding.add((pitch, channel))
+                elif (pitch, channel) in sounding:
+                    self.osc.send("/note/off", pitch, channel)
+                    sounding.discard((pitch, channel))
+        finally:
+            for pitch, channel in sorted(sounding):
+                self.osc.send("/note/off", pitch, channel)
+
+    def close(self, *, finish: bool = False) -> None:
+        if not finish:
+            self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=None if finish else 5)
 
 
 class MidiOut:
@@ -528,6 +574,7 @@ class Installation:
         self.in_artwork = False
         self.signals = 0
         self.made_here = 0  # artworks attempted by this process
+        self.live_notes: OscLiveNotes | None = None
         self.http = None
         if server:
             import httpx
@@ -717,8 +764,11 @@ class Installation:
         midi = next((p for p in artwork.files if p.name == "melody.mid"), None)
         if midi is not None and midi.is_file():
             try:
-                for index, note in enumerate(melody_notes(midi)):
+                notes = melody_notes(midi)
+                for index, note in enumerate(notes):
                     self.osc.send("/artwork/note", index, *note)
+                if self.live_notes is not None:
+                    self.live_notes.play(notes)
             except Exception as exc:
                 _log(f"#{seq} cannot read {midi} for OSC notes: {exc}")
             if self.midi is not None:
@@ -786,8 +836,10 @@ class Installation:
               help="Key HTTP triggers must send (X-API-Key); required when --listen is not loopback.")
 @click.option("--midi-port", default=None, help="MIDI output port to play each melody to.")
 @click.option("--midi-api", default=None, help="rtmidi API: UNIX_JACK, LINUX_ALSA, MACOSX_CORE, WINDOWS_MM.")
+@click.option("--osc-live-notes", is_flag=True,
+              help="Also send each note over OSC when it sounds (/synesthesia/note/on, /note/off).")
 @click.option("--midi-speed", default=1.0, show_default=True, type=click.FloatRange(min=0.01),
-              help="Tempo factor of the live MIDI output.")
+              help="Tempo factor of the live MIDI output and of --osc-live-notes.")
 @click.option("--server", default=None, help="URL of a running `synesthesia serve` (same --artworks folder): "
                                             "it makes the artworks, so its gallery shows them live.")
 @click.option("--server-key", envvar="SYNESTHESIA_SERVER_KEY", default=None, help="That server's API key.")
@@ -799,7 +851,7 @@ class Installation:
 def installation(artworks: Path, themes: tuple[str, ...], themes_file: Path | None, form: str | None, every: float,
                  count: int, seed: int, osc_out: tuple[str, ...], osc_prefix: str, osc_in: int | None,
                  http_port: int | None, listen: str, api_key: str | None, midi_port: str | None,
-                 midi_api: str | None, midi_speed: float, server: str | None, server_key: str | None, keep: int,
+                 midi_api: str | None, osc_live_notes: bool, midi_speed: float, server: str | None, server_key: str | None, keep: int,
                  max_mb: float, overrides: tuple[str, ...]) -> None:
     """Run unattended: one artwork every N seconds from a theme list, a file, OSC or HTTP triggers.
 
@@ -828,6 +880,7 @@ def installation(artworks: Path, themes: tuple[str, ...], themes_file: Path | No
             _log(f"cannot reach the server at {server} yet: {type(exc).__name__}: {exc}")
     midi = MidiOut(midi_port, midi_api, midi_speed) if midi_port else None
     loop.midi = midi
+    loop.live_notes = OscLiveNotes(osc, midi_speed) if osc_live_notes else None
     previous = {sig: signal.signal(sig, loop.on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     triggers = Triggers(loop)
     try:
@@ -849,8 +902,9 @@ def installation(artworks: Path, themes: tuple[str, ...], themes_file: Path | No
             pass
     finally:
         triggers.close()
-        if midi is not None:
-            midi.close(finish=not loop.stopping.is_set())
+        for player in (midi, loop.live_notes):
+            if player is not None:
+                player.close(finish=not loop.stopping.is_set())
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         with loop.lock:
