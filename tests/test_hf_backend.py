@@ -67,11 +67,15 @@ def test_greedy_tokens_through_hf_are_the_native_tokens(exported, cache):
     assert hf.generate(replace(request, n=2)) == native.generate(request) * 2  # greedy n: n equal rows
 
 
-def test_exported_shakespeare_runs_a_pipeline(tmp_path, exported, cache):
+def test_exported_shakespeare_runs_a_pipeline_and_slides_its_window_like_the_native_path(tmp_path, exported, cache):
     config = hf_config(exported["shakespeare"], "limerick", max_new_tokens=120)
     artwork = run_pipeline(config, tmp_path, generators=cache, log=lambda m: None)
     assert artwork.text.strip()
-    assert artwork.manifest["model"]["prompt"].startswith("<bos>")
+    assert artwork.manifest["model"]["prompt"] == "<bos><lang:en><kw>sea night</kw><sep>ROMEO:\n"  # its primer
+    # A limerick outgrows the model's 128-position context: the window slides, greedy tokens stay native.
+    p, request = request_for(hf_config(exported["shakespeare"], "limerick", temperature=0.0, repetition_penalty=1.0))
+    native = get_registry().generator("transformer").load("shakespeare").generate(request)
+    assert cache.get(p).generate(request) == native and len(native[0]) > 128
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +141,7 @@ def test_one_line_failures(tmp_path, exported):
 
 
 def test_the_goal_command(tmp_path, exported):
-    result = run_cli("run", "form=七绝", "theme=秋月", "model.generator=hf", f"model.name={exported['tang']}",
+    result = run_cli("run", "form=七绝", "theme=秋月", "model=hf", f"model.name={exported['tang']}",  # the command
                      "pipeline=text_only", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     manifest = json.loads(next(tmp_path.glob("outputs/*/*/artwork/manifest.json")).read_text(encoding="utf-8"))

@@ -190,7 +190,7 @@ def test_the_cli_with_base_url(tmp_path, openai_server):
     manifest = json.loads(next(tmp_path.glob("outputs/*/*/artwork/manifest.json")).read_text(encoding="utf-8"))
     assert manifest["model"]["endpoint_host"] == f"127.0.0.1:{openai_server['port']}"
     assert KEY not in json.dumps(manifest)
-    refused = run_cli("run", "form=七绝", "model.generator=openai", "model.name=tang",
+    refused = run_cli("run", "form=七绝", "model=openai", "model.name=tang",  # the plugin's config group
                       f"model.base_url=http://127.0.0.1:{free_port()}/v1", cwd=tmp_path)
     assert refused.returncode == 1 and "cannot connect to 127.0.0.1" in refused.stderr
     assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) == 1

@@ -25,5 +25,10 @@ class HFGenerator:
 
 
 @synesthesia.hookimpl
+def register_config_paths(register):
+    register("pkg://synesthesia_hf.conf")  # model=hf
+
+
+@synesthesia.hookimpl
 def register_generators(register):
     register(HFGenerator())

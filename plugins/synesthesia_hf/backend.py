@@ -99,15 +99,16 @@ class TokenizerView:
 class ProcessorBridge(HFLogitsProcessor):
     """Our processors inside HF's ``generate``: they see only the generated tokens of each candidate."""
 
-    def __init__(self, processors: Sequence[Any], prompt_length: int, eos_id: int | None):
+    def __init__(self, processors: Sequence[Any], prompt_length: int, eos_id: int | None, before=None):
         self.processors = list(processors)
         self.prompt_length = prompt_length
         self.eos_id = eos_id
+        self.before = before  # [B, G] tokens generated in earlier windows (see LoadedHF._decode), or None
 
     def __call__(self, input_ids, scores):
         from synesthesia.errors import PluginError
 
-        generated = input_ids[:, self.prompt_length:]
+        generated = _with_before(self.before, input_ids[:, self.prompt_length:])
         logits = scores
         for processor in self.processors:
             result = processor(generated, logits)
@@ -130,15 +131,43 @@ class ProcessorBridge(HFLogitsProcessor):
         return logits
 
 
+def _with_before(before, new):
+    if before is None or before.size(1) == 0:
+        return new
+    if before.size(0) != new.size(0):
+        before = before.expand(new.size(0), -1)
+    return torch.cat([before.to(new.device), new], dim=1)
+
+
 class StopStrings(StoppingCriteria):
     """Per candidate: done once its new text holds a stop string."""
 
-    def __init__(self, view: TokenizerView, prompt_length: int, stops: Sequence[str]):
-        self.view, self.prompt_length, self.stops = view, prompt_length, list(stops)
+    def __init__(self, view: TokenizerView, prompt_length: int, stops: Sequence[str], before=None):
+        self.view, self.prompt_length, self.stops, self.before = view, prompt_length, list(stops), before
 
     def __call__(self, input_ids, scores, **kwargs):
-        done = [any(s in self.view.decode(row[self.prompt_length:].tolist()) for s in self.stops) for row in input_ids]
+        rows = _with_before(self.before, input_ids[:, self.prompt_length:])
+        done = [any(s in self.view.decode(row.tolist()) for s in self.stops) for row in rows]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+class _TokenQueue:
+    """A streamer for ``generate``: new token ids into a queue, across several windows (calls)."""
+
+    def __init__(self):
+        import queue
+
+        self.queue: "queue.Queue" = queue.Queue()
+        self._prompt_next = True
+
+    def put(self, value) -> None:
+        if self._prompt_next:  # every generate call first puts its prompt
+            self._prompt_next = False
+            return
+        self.queue.put(value.reshape(-1).tolist())
+
+    def end(self) -> None:
+        self._prompt_next = True
 
 
 def _cut(text: str, stops: Sequence[str]) -> str:
@@ -285,10 +314,8 @@ class LoadedHF:
         ids = self.tokenizer.encode(self.prompt)
         if not ids:
             ids = [self.tokenizer.bos_id if self.tokenizer.bos_id is not None else self.eos_id]
-        if self.max_positions:  # a small context: keep the prompt's end and room for the text
-            room = int(self.max_positions)
-            keep = max(room // 2, room - int(request.sampling.max_new_tokens))
-            ids = ids[-keep:]
+        if self.max_positions:  # as the native sampler: a prompt longer than the context keeps its end
+            ids = ids[-int(self.max_positions):]
         return ids
 
     def _processors(self, request: GenerationRequest) -> list[Any]:
@@ -299,18 +326,18 @@ class LoadedHF:
 
     # ---------------------------------------------------------------------------------------------- decoding
 
-    def _generate_kwargs(self, request: GenerationRequest, prompt_ids: list[int], n: int) -> dict[str, Any]:
+    def _generate_kwargs(self, request: GenerationRequest, context, max_new: int, n: int, processors: list[Any],
+                         before=None) -> dict[str, Any]:
+        """``generate`` arguments for one window: ``context`` [1 or n, T] ids, ``before`` earlier windows' tokens."""
         from transformers import GenerationConfig
 
         s: SamplingSettings = request.sampling
-        max_new = int(s.max_new_tokens)
-        if self.max_positions and len(prompt_ids) + max_new > self.max_positions:
-            max_new = max(0, int(self.max_positions) - len(prompt_ids))
-        if max_new == 0:
-            return {}
         sample = s.temperature > 0 and s.top_k != 1
+        rows = n if context.size(0) == 1 and sample else 1
+        if not sample and context.size(0) == 1:  # greedy: HF takes no num_return_sequences; n equal rows
+            context = context.expand(n, -1).contiguous()
         config = GenerationConfig(
-            max_new_tokens=max_new, do_sample=sample, num_return_sequences=n if sample else 1,
+            max_new_tokens=max_new, do_sample=sample, num_return_sequences=rows,
             temperature=float(s.temperature) if sample else None, top_k=int(s.top_k or 0) if sample else None,
             top_p=float(s.top_p) if sample and s.top_p else (1.0 if sample else None),
             min_p=float(s.min_p) if sample and s.min_p else None,
@@ -320,79 +347,101 @@ class LoadedHF:
         )
         if not sample:
             config.num_beams = 1
-        input_ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.model.device)
-        if not sample:  # greedy: HF takes no num_return_sequences; n copies of the prompt give n (equal) rows
-            input_ids = input_ids.expand(n, -1).contiguous()
-        processors = self._processors(request)
-        kwargs: dict[str, Any] = dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+        context = context.to(self.model.device)
+        kwargs: dict[str, Any] = dict(input_ids=context, attention_mask=torch.ones_like(context),
                                       generation_config=config)
         if processors:
-            kwargs["logits_processor"] = LogitsProcessorList([ProcessorBridge(processors, len(prompt_ids), self.eos_id)])
+            kwargs["logits_processor"] = LogitsProcessorList(
+                [ProcessorBridge(processors, context.size(1), self.eos_id, before)])
         if s.stop:
-            kwargs["stopping_criteria"] = StoppingCriteriaList([StopStrings(self.tokenizer, len(prompt_ids), s.stop)])
+            kwargs["stopping_criteria"] = StoppingCriteriaList(
+                [StopStrings(self.tokenizer, context.size(1), s.stop, before)])
         return kwargs
+
+    def _decode(self, request: GenerationRequest, prompt_ids: list[int], n: int, streamer=None):
+        """New token ids [n, T'] for n candidates. A model with a short context slides its window as the native
+        sampler does: when the context is full, the last three quarters of it (prompt and text) start the next
+        window, so greedy decoding gives the native path's tokens whatever the length."""
+        total = int(request.sampling.max_new_tokens)
+        processors = self._processors(request)
+        cap = int(self.max_positions) if self.max_positions else None
+        keep = max(1, cap - cap // 4) if cap else None
+        prompt = torch.tensor([prompt_ids], dtype=torch.long)
+        context, generated = prompt, torch.empty(1, 0, dtype=torch.long)
+        self._seed(request.sampling.seed)
+        while generated.size(1) < total:
+            remaining = total - generated.size(1)
+            step = remaining if cap is None else min(remaining, cap - context.size(1) + 1)
+            kwargs = self._generate_kwargs(request, context, step, n, processors, generated)
+            if streamer is not None:
+                kwargs["streamer"] = streamer
+            with torch.no_grad():
+                out = self.model.generate(**kwargs).cpu()
+            new = out[:, context.size(1):]
+            generated = torch.cat([generated.expand(new.size(0), -1), new], dim=1)
+            finished = (generated == self.eos_id).any(dim=1) if self.eos_id is not None else torch.zeros(1, dtype=torch.bool)
+            if new.size(1) < step or bool(finished.all()) or cap is None:
+                break
+            context = torch.cat([prompt.expand(generated.size(0), -1), generated], dim=1)[:, -keep:]
+        return generated
 
     def _seed(self, seed: int) -> None:
         torch.manual_seed(int(seed))
 
+    def _text(self, row: list[int], request: GenerationRequest) -> str:
+        if self.eos_id is not None and self.eos_id in row:
+            row = row[:row.index(self.eos_id)]
+        return request.conditioning.prefix + _cut(self.tokenizer.decode(row), request.sampling.stop)
+
     def generate(self, request: GenerationRequest) -> list[str]:
         prompt_ids = self._prompt_ids(request)
-        kwargs = self._generate_kwargs(request, prompt_ids, request.n)
-        if not kwargs:
+        if int(request.sampling.max_new_tokens) <= 0:
             return [request.conditioning.prefix] * request.n
-        self._seed(request.sampling.seed)
-        with torch.no_grad():
-            out = self.model.generate(**kwargs)
-        texts = []
-        for row in out[:, len(prompt_ids):].tolist():
-            if self.eos_id is not None and self.eos_id in row:
-                row = row[:row.index(self.eos_id)]
-            texts.append(request.conditioning.prefix + _cut(self.tokenizer.decode(row), request.sampling.stop))
-        return texts
+        generated = self._decode(request, prompt_ids, request.n)
+        return [self._text(row, request) for row in generated.tolist()]
 
     def stream(self, request: GenerationRequest) -> Iterator[str]:
-        from transformers import TextIteratorStreamer
-
         prompt_ids = self._prompt_ids(request)
-        kwargs = self._generate_kwargs(request, prompt_ids, 1)
         if request.conditioning.prefix:
             yield request.conditioning.prefix
-        if not kwargs:
+        if int(request.sampling.max_new_tokens) <= 0:
             return
-        streamer = TextIteratorStreamer(self.hf_tokenizer, skip_prompt=True, skip_special_tokens=True,
-                                        clean_up_tokenization_spaces=False)
-        kwargs["streamer"] = streamer
+        streamer = _TokenQueue()
         failure: list[BaseException] = []
+        done = object()
 
         def run() -> None:
             try:
-                self._seed(request.sampling.seed)
-                with torch.no_grad():
-                    self.model.generate(**kwargs)
+                self._decode(request, prompt_ids, 1, streamer)
             except BaseException as exc:  # re-raised in the caller's thread
                 failure.append(exc)
-                streamer.end()
+            finally:
+                streamer.queue.put(done)
 
         thread = threading.Thread(target=run, daemon=True)
         thread.start()
-        stops, text, emitted = list(request.sampling.stop), "", 0
-        for piece in streamer:
-            text += piece
-            cut = _cut(text, stops)
-            if len(cut) < len(text):  # a stop string: emit up to it and finish
-                if len(cut) > emitted:
-                    yield cut[emitted:]
-                emitted = len(cut)
+        stops, ids, emitted = list(request.sampling.stop), [], ""
+        while True:
+            item = streamer.queue.get()
+            if item is done:
                 break
-            hold = max((k for s in stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
-            if len(text) - hold > emitted:
-                yield text[emitted:len(text) - hold]
-                emitted = len(text) - hold
+            ids.extend(item)
+            ended = self.eos_id is not None and self.eos_id in ids
+            text = self._text(ids, request)[len(request.conditioning.prefix):]
+            full = self.tokenizer.decode(ids[:ids.index(self.eos_id)] if ended else ids)
+            stopped = len(text) < len(full)
+            if not (ended or stopped):  # hold back a partial character or the start of a stop string
+                hold = max([k for st in stops for k in range(1, len(st)) if text.endswith(st[:k])]
+                           + [len(text) - len(text.rstrip("\ufffd"))], default=0)
+                text = text[:len(text) - hold]
+            if len(text) > len(emitted) and text.startswith(emitted):
+                yield text[len(emitted):]
+                emitted = text
+            if ended or stopped:
+                break
         thread.join()
         if failure:
             raise failure[0]
-        if emitted < len(_cut(text, stops)):
-            yield _cut(text, stops)[emitted:]
 
     def score(self, request: GenerationRequest, texts: list[str]) -> list[float]:
         """Mean log-likelihood per token of each text after the prompt (no constraints), for ranking."""

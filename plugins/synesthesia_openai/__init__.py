@@ -30,5 +30,10 @@ class OpenAIGenerator:
 
 
 @synesthesia.hookimpl
+def register_config_paths(register):
+    register("pkg://synesthesia_openai.conf")  # model=openai
+
+
+@synesthesia.hookimpl
 def register_generators(register):
     register(OpenAIGenerator())
