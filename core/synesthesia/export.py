@@ -224,7 +224,7 @@ def export(model: str, out: Path, fmt: str, force: bool) -> None:
 
     \b
     e.g.  synesthesia export tang --format hf exported/tang
-          synesthesia run form=七绝 theme=秋月 model.generator=hf model.name=exported/tang
+          synesthesia run form=七绝 theme=秋月 model=hf model.name=exported/tang
     """
     if fmt == "gguf":
         raise SynesthesiaError("--format gguf is not supported yet; use --format hf (transformers folder)")
