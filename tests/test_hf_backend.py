@@ -127,6 +127,23 @@ def test_a_chat_model_gets_the_forms_rules_through_its_chat_template(tmp_path, b
     assert prompt.startswith("<system>") and "haiku" in prompt and "Theme: " in prompt and prompt.endswith("<assistant>")
 
 
+def test_a_model_id_from_the_local_hugging_face_cache(tmp_path, exported, monkeypatch):
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "hub" / "models--local--tang" / "snapshots" / sha  # the hub cache's own layout
+    snapshot.mkdir(parents=True)
+    for f in exported["tang"].iterdir():
+        (snapshot / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "hub" / "models--local--tang" / "refs").mkdir()
+    (tmp_path / "hub" / "models--local--tang" / "refs" / "main").write_text(sha)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    loaded = get_registry().generator("hf").load("local/tang")
+    described = loaded.describe()
+    assert described["model_id"] == "local/tang" and described["revision"] == sha
+    assert described["path"] == str(snapshot) and described["prompt_format"] == "synesthesia-controls"
+    with pytest.raises(SynesthesiaError, match="no model 'local/other' in the local Hugging Face cache"):
+        get_registry().generator("hf").load("local/other")
+
+
 def test_one_line_failures(exported):
     generator = get_registry().generator("hf")
     with pytest.raises(SynesthesiaError, match="is a synesthesia checkpoint"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import threading
 from dataclasses import replace
@@ -226,28 +227,35 @@ def load_hf(name: str | None, device: str = "cpu", dtype: str = "float32") -> "L
         raise ConfigError(f"model.dtype={dtype} is not available with model.generator=hf; use float32 or bfloat16")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("model.device=cuda but torch sees no CUDA device; use model.device=cpu")
-    where = f"folder {folder}" if folder else f"'{source}' in the local Hugging Face cache"
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(source, local_files_only=True, dtype=DTYPES[dtype])
-    except OSError as exc:
-        if folder is None:
+    cached = folder is None
+    if cached:  # a model id: its snapshot in the local cache (the folder's name is the commit: the revision)
+        from huggingface_hub import snapshot_download
+
+        try:
+            # HF_HUB_CACHE read now, not when huggingface_hub was imported
+            folder = Path(snapshot_download(source, local_files_only=True, cache_dir=os.environ.get("HF_HUB_CACHE")))
+        except Exception:  # not cached (or not a valid id): the same line either way
             raise SynesthesiaError(f"no model '{source}' in the local Hugging Face cache (the hf generator never "
                                    f"downloads): fetch it first (`hf download {source}`) or give a folder") from None
+    where = f"'{source}' in the local Hugging Face cache ({folder})" if cached else f"folder {folder}"
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=DTYPES[dtype])
+    except OSError as exc:
         raise SynesthesiaError(f"cannot load the model in {where}: {_one_line(exc)}") from None
     except (ValueError, KeyError) as exc:
         raise SynesthesiaError(f"transformers cannot load {where} as a causal LM: {_one_line(exc)}") from None
     model = model.to(device).eval()
     return LoadedHF(name=str(name), source=source, folder=folder, model=model, tokenizer=tokenizer,
-                    device=device, dtype=dtype, transformers_version=transformers.__version__)
+                    device=device, dtype=dtype, transformers_version=transformers.__version__, cached=cached)
 
 
 class LoadedHF:
     """A transformers causal LM in memory, generating through ``model.generate``."""
 
     def __init__(self, *, name: str, source: str, folder: Path | None, model: Any, tokenizer: Any, device: str,
-                 dtype: str, transformers_version: str):
-        self.name, self.source, self.folder = name, source, folder
+                 dtype: str, transformers_version: str, cached: bool = False):
+        self.name, self.source, self.folder, self.cached = name, source, folder, cached
         self.model, self.hf_tokenizer, self.device, self.dtype = model, tokenizer, device, dtype
         self.transformers_version = transformers_version
         self.export_info: dict[str, Any] = {}
@@ -471,7 +479,7 @@ class LoadedHF:
 
     def describe(self) -> dict[str, Any]:
         config = self.model.config
-        revision = getattr(config, "_commit_hash", None)
+        revision = self.folder.name if self.cached and self.folder is not None else getattr(config, "_commit_hash", None)
         weights = None
         if self.folder is not None:
             single = self.folder / "model.safetensors"
@@ -481,8 +489,8 @@ class LoadedHF:
             "generator": "hf",
             "backend": f"transformers {self.transformers_version}",
             "name": self.name,
-            "model_id": self.source if self.folder is None else (self.export_info.get("source", {}).get("name")
-                                                                 or self.folder.name),
+            "model_id": self.source if self.cached or self.folder is None else (
+                self.export_info.get("source", {}).get("name") or self.folder.name),
             "path": str(self.folder) if self.folder is not None else None,
             "revision": revision,
             "sha256": weights,
