@@ -273,22 +273,25 @@ def load_generator(plan_: Plan) -> Any:
         import torch
 
         torch.set_num_threads(plan_.threads)
-    # A generator may take more model.* options (openai: base_url, api_key_env), named in its ``options``.
+    return plan_.generator.load(plan_.model_name, device=plan_.device, dtype=plan_.dtype, **_generator_options(plan_))
+
+
+def _generator_options(plan_: Plan) -> dict[str, Any]:
+    """The more ``model.*`` options a generator takes (openai: base_url, api_key_env), named in its ``options``."""
     model_cfg = dict(plan_.config.get("model") or {})
-    extra = {k: model_cfg[k] for k in getattr(plan_.generator, "options", ()) if model_cfg.get(k) is not None}
-    return plan_.generator.load(plan_.model_name, device=plan_.device, dtype=plan_.dtype, **extra)
+    return {k: model_cfg[k] for k in getattr(plan_.generator, "options", ()) if model_cfg.get(k) is not None}
 
 
 class GeneratorCache:
     """Models loaded once per process, for long-lived processes (a server, an installation loop): keyed by
-    generator, model, device and dtype. Not thread-safe for decoding: run one pipeline at a time per model."""
+    generator, model, device, dtype and the generator's own options (two endpoints never share an entry). Not thread-safe for decoding: run one pipeline at a time per model."""
 
     def __init__(self) -> None:
         self._loaded: dict[tuple, Any] = {}
 
     def get(self, plan_: Plan) -> Any:
         key = (getattr(plan_.generator, "name", type(plan_.generator).__name__), plan_.model_name, plan_.device,
-               plan_.dtype)
+               plan_.dtype, tuple(sorted((k, str(v)) for k, v in _generator_options(plan_).items())))
         if key not in self._loaded:
             self._loaded[key] = load_generator(plan_)
         elif plan_.threads > 0:
