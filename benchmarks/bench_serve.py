@@ -68,6 +68,17 @@ def start_server(artworks: Path, api_key: str | None) -> tuple[subprocess.Popen,
     raise SystemExit("the server did not start")
 
 
+def stop_server(proc: subprocess.Popen, folder: tempfile.TemporaryDirectory) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        code = "killed: no clean stop within 120 s"
+    print(f"server stopped: {code}", flush=True)
+    folder.cleanup()
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -92,11 +103,12 @@ def warm_figures(http: httpx.Client, oai: openai.OpenAI, n: int) -> None:
     renderers = http.get(f"/v1/artworks/{job['artwork_id']}").json()["manifest"]["renderers"]
     for i in range(n):
         started = time.perf_counter()
-        for chunk in oai.chat.completions.create(model="tang", messages=[{"role": "user", "content": "秋月"}],
-                                                 stream=True, seed=i, extra_body={"form": "七绝"}):
-            if chunk.choices and chunk.choices[0].delta.content:
-                first.append(time.perf_counter() - started)
-                break
+        with oai.chat.completions.create(model="tang", messages=[{"role": "user", "content": "秋月"}],
+                                         stream=True, seed=i, extra_body={"form": "七绝"}) as stream:
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    first.append(time.perf_counter() - started)
+                    break
     print(f"\nwarm, one at a time ({n} each; CPU: {cpu_model()}):")
     print(f"  七绝 artwork, {len(renderers)} renderers ({', '.join(renderers)}), default candidates: "
           f"median {statistics.median(artwork):.2f} s to done over HTTP (server {statistics.median(server_side):.2f} s), "
@@ -106,6 +118,7 @@ def warm_figures(http: httpx.Client, oai: openai.OpenAI, n: int) -> None:
 
 
 def main() -> None:
+    sys.stdout.reconfigure(line_buffering=True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", default=None, help="a running server (default: start one)")
     parser.add_argument("--clients", type=int, default=8)
@@ -139,9 +152,7 @@ def main() -> None:
         warm_figures(http, oai, args.warm)
         if args.warm_only:
             if proc is not None:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(120)
-                folder.cleanup()
+                stop_server(proc, folder)
             return
 
     lock = threading.Lock()
@@ -257,9 +268,7 @@ def main() -> None:
     for line in sorted(set(errors))[:10]:
         print("  error:", line)
     if proc is not None:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(120)
-        folder.cleanup()
+        stop_server(proc, folder)
     if errors or outcomes["lost"]:
         sys.exit(1)
 

@@ -117,9 +117,10 @@ class Job:
         return "length" if self.count(text) >= self.max_tokens else "stop"
 
     def finalize(self, text: str) -> str:
-        if self.form is not None and self.form.finalize and self.request.make_logits_processors is not None:
-            return self.form.finalize(self.skip + text)[len(self.skip):] if self.skip else self.form.finalize(text)
-        return text
+        if self.form is None or not self.form.finalize:
+            return text
+        out = self.form.finalize(self.skip + text)
+        return out[len(self.skip):] if self.skip and out.startswith(self.skip) else out
 
 
 def build_job(state: Any, body: _Common, *, prompt: str | None, theme: str | None) -> Job:
