@@ -207,6 +207,23 @@ def test_artwork_job_list_detail_files_events(server):
         assert health["status"] == "ok" and health["jobs"]["succeeded"] >= 1 and health["artworks"] >= 1
 
 
+def test_artworks_written_by_other_processes_appear(server):
+    import shutil
+
+    with server.http() as client:
+        made = client.get("/v1/artworks", params={"limit": 1}).json()["data"][0]["id"]
+        copy = server.artworks / "2026-11-30" / "12-00-00"  # as `synesthesia run` lays them out
+        shutil.copytree(server.artworks / made, copy, ignore=shutil.ignore_patterns(".synesthesia.lock"))
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if client.get("/v1/artworks/2026-11-30~12-00-00").status_code == 200:
+                break
+            time.sleep(0.5)
+        detail = client.get("/v1/artworks/2026-11-30~12-00-00").json()
+        assert detail["text"] == client.get(f"/v1/artworks/{made}").json()["text"]
+        assert client.get("/v1/artworks/2026-11-30~12-00-00/files/text.txt").status_code == 200
+
+
 def test_intents_are_checked_like_the_cli(server):
     with server.http() as client:
         cases = [({"form": "七绝", "hydra": {"run": {"dir": "/tmp"}}}, 422, "hydra"),

@@ -8,6 +8,7 @@ import ipaddress
 import json
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,8 @@ class Settings:
     max_tokens: int = 1024
     max_prompt_chars: int = 2000
     threads: int = 1
+    # Seconds between looks for artworks that other processes wrote into the folder (0: never).
+    rescan: float = 5.0
     # One copy of each model for the API and the job worker together (chats then wait while a job decodes).
     share_models: bool = False
     # Before serving: decode and render one small artwork per language into a temporary folder, so that the
@@ -86,6 +89,9 @@ class ServerState:
         self.requests = 0
         self.listener_name = f"synesthesia-server-{id(self)}"
         self.stopping = False
+        self._announced: set[str] = set()
+        self._announce_lock = threading.Lock()
+        self._stop_rescan = threading.Event()
 
     def count_request(self) -> None:
         self.requests += 1
@@ -97,9 +103,36 @@ class ServerState:
         if self.index.add(run_dir) is None:
             return  # made elsewhere, outside the gallery
         rel = run_dir.resolve().relative_to(self.root).as_posix()
-        summary = self.index.get(artwork_id(rel))
+        self.announce(artwork_id(rel))
+
+    def announce(self, id_: str) -> None:
+        """One ``artwork_created`` event per new artwork, whoever found it first (the hook or a rescan)."""
+        with self._announce_lock:
+            if id_ in self._announced:
+                return
+            self._announced.add(id_)
+        summary = self.index.get(id_)
         if summary is not None:
             self.events.publish("artwork_created", summary)
+
+    def _rescan(self) -> None:
+        """Artworks other processes write into the folder (``synesthesia run``, an installation loop) are
+        indexed and announced within ``rescan`` seconds (only the folders whose modification time changed are
+        looked into); a full look every five minutes catches new revisions and removals."""
+        last, last_full = self.index.fingerprint(), time.monotonic()
+        while not self._stop_rescan.wait(self.settings.rescan):
+            try:
+                mark = self.index.fingerprint()
+                if time.monotonic() - last_full > 300:
+                    found, last_full = self.index.sync(), time.monotonic()
+                else:
+                    changed = [name for name, mtime in mark.items() if last.get(name) != mtime]
+                    found = self.index.sync(only=changed) if changed else {"new": []}
+                last = mark
+                for id_ in found["new"]:
+                    self.announce(id_)
+            except Exception as exc:  # never fatal: the folders stay the truth, the next look retries
+                log(f"warning: rescan of {self.root} failed: {type(exc).__name__}: {exc}")
 
     def start(self) -> None:
         from synesthesia.server.jobs import ArtworkListener
@@ -112,6 +145,8 @@ class ServerState:
             self.warm_up()
         self.registry.pm.register(ArtworkListener(self.on_artwork), name=self.listener_name)
         self.jobs.start()
+        if self.settings.rescan > 0:
+            threading.Thread(target=self._rescan, name="synesthesia-rescan", daemon=True).start()
 
     def warm_up(self) -> list[str]:
         """One small artwork per language (all renderers, one candidate) into a temporary folder, and one
@@ -151,6 +186,7 @@ class ServerState:
     def begin_shutdown(self) -> None:
         """Called on SIGINT/SIGTERM before connections close: no new jobs, event streams end."""
         self.stopping = True
+        self._stop_rescan.set()
         with self.jobs._lock:
             self.jobs._accepting = False
         self.events.close()

@@ -133,12 +133,20 @@ class ArtworkIndex:
             if entry.is_dir(follow_symlinks=False):
                 yield from self._walk(Path(entry.path), depth + 1)
 
-    def sync(self) -> dict[str, int]:
-        """Bring the index in line with the folders: add new, refresh changed, drop vanished."""
+    def sync(self, only: list[str] | None = None) -> dict[str, Any]:
+        """Bring the index in line with the folders: add new, refresh changed, drop vanished. With ``only``
+        (names of folders in the root), look in those alone and drop nothing."""
         with self._lock:
             known = {rel: mtime for rel, mtime in self.db.execute("SELECT rel, mtime_ns FROM artworks")}
-        seen, added, updated = set(), 0, 0
-        for run_dir in self._walk(self.root, 0):
+        seen, added, updated, new_ids = set(), 0, 0, []
+        if only is None:
+            run_dirs = self._walk(self.root, 0)
+        else:
+            run_dirs = (d for name in only if not name.startswith(".") and "/" not in name
+                        and (self.root / name).is_dir() and not (self.root / name).is_symlink()
+                        for d in ([self.root / name] if (self.root / name / "artwork").is_dir()
+                                  else self._walk(self.root / name, 1)))
+        for run_dir in run_dirs:
             rel = run_dir.relative_to(self.root).as_posix()
             seen.add(rel)
             try:
@@ -147,15 +155,30 @@ class ArtworkIndex:
                 continue
             if known.get(rel) == mtime:
                 continue
-            if self.add(run_dir) is not None:
+            id_ = self.add(run_dir)
+            if id_ is not None:
                 added += rel not in known
                 updated += rel in known
-        gone = [rel for rel in known if rel not in seen]
+                if rel not in known:
+                    new_ids.append(id_)
+        gone = [rel for rel in known if rel not in seen] if only is None else []
         with self._lock:
             self.db.execute("BEGIN")
             self.db.executemany("DELETE FROM artworks WHERE rel = ?", [(rel,) for rel in gone])
             self.db.execute("COMMIT")
-        return {"artworks": len(seen), "added": added, "updated": updated, "removed": len(gone)}
+        return {"artworks": len(seen), "added": added, "updated": updated, "removed": len(gone), "new": new_ids}
+
+    def fingerprint(self) -> dict[str, int]:
+        """Cheap change detector: modification times of the root and its folders (a new run folder, a new
+        date folder of ``synesthesia run`` outputs, a new artwork swapped in)."""
+        marks: dict[str, int] = {}
+        try:
+            for entry in os.scandir(self.root):
+                if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
+                    marks[entry.name] = entry.stat(follow_symlinks=False).st_mtime_ns
+        except OSError:
+            pass
+        return marks
 
     def add(self, run_dir: Path) -> str | None:
         """(Re)index one run folder from its manifest; its id, or None when it is not an artwork under root."""
