@@ -63,6 +63,9 @@ An artwork summary (the list's items, the event's data)::
       revisions, renderers, files with sha256, ...)}
     GET /v1/artworks/{id}/files/{path} -> the file (path as listed in "files"; nothing else is served)
 
+Artworks written into the folder by other processes (``synesthesia run``, an installation loop) are indexed and
+announced within ``--rescan`` seconds (default 5), as are the server's own the moment they are published.
+
 The event stream (``text/event-stream``; reconnect with ``Last-Event-ID`` to get missed events)::
 
     id: 12
