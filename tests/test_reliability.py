@@ -360,3 +360,23 @@ def test_kill_9_at_any_moment_never_leaves_half_an_artwork(tmp_path):
     # The next run cleans what the killed ones left and still keeps every earlier artwork.
     assert subprocess.run(args, env=env, capture_output=True).returncode == 0
     assert not list(run_dir.glob(".artwork-*")) and _artwork_is_whole(run_dir / "artwork")
+
+
+def test_training_onto_a_full_disk_is_one_line(small_disk, tmp_path):
+    corpus = tmp_path / "poems.txt"
+    corpus.write_text("床前明月光，疑是地上霜。\n舉頭望明月，低頭思故鄉。\n" * 200, encoding="utf-8")
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    (small_disk / "filler").write_bytes(b"\0" * max(0, free - 8 * 1024))
+    result = run_cli("train", f"data.paths=[{corpus}]", f"out_dir={small_disk / 'run'}", "train=tiny",
+                     "optim.max_iters=2", "eval_interval=1", "checkpoint_interval=1")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "No space left on device" in result.stderr or "no space left" in result.stderr.lower()
+    assert len([line for line in result.stderr.splitlines() if line.startswith("Error")]) == 1
+
+
+def test_evaluate_on_a_binary_heldout_file_is_one_line(tmp_path):
+    binary = tmp_path / "heldout.bin"
+    binary.write_bytes(b"\xff\xfe\x80\x81" * 100)
+    result = run_cli("evaluate", "--model", "tang", "--heldout", str(binary))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("Error:") and len(result.stderr.strip().splitlines()) == 1

@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 import warnings
@@ -73,6 +74,20 @@ class Checkpoint:
 # Saving
 
 
+def _save_weights(weights: dict, path: Path, metadata: dict | None) -> None:
+    """safetensors' ``save_file``, its I/O failures (a full disk) raised as the OSError they are."""
+    from safetensors.torch import save_file
+
+    try:
+        save_file(weights, path, metadata=metadata)
+    except Exception as exc:  # SafetensorError: "I/O error: No space left on device (os error 28)"
+        found = re.search(r"os error (\d+)", str(exc))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), str(path)) from exc
+
+
 def save_checkpoint(
     directory: str | os.PathLike,
     model,
@@ -90,7 +105,6 @@ def save_checkpoint(
     its tensors go to ``train_state.safetensors`` and everything else to ``train_state.json``.
     """
     import torch
-    from safetensors.torch import save_file
 
     if dtype not in STORAGE_DTYPES:
         raise CheckpointError(f"storage dtype {dtype!r} is not one of {', '.join(STORAGE_DTYPES)}")
@@ -106,7 +120,7 @@ def save_checkpoint(
         weights, aliases = _unique_tensors(model.state_dict())
         storage = getattr(torch, dtype)
         weights = {k: (v.to(storage) if v.is_floating_point() else v).contiguous().cpu() for k, v in weights.items()}
-        save_file(weights, tmp / MODEL_FILE, metadata={"format": "pt", "aliases": json.dumps(aliases)})
+        _save_weights(weights, tmp / MODEL_FILE, {"format": "pt", "aliases": json.dumps(aliases)})
         config = {
             "format_version": FORMAT_VERSION,
             "model": dataclasses.asdict(model.config),
@@ -120,7 +134,7 @@ def save_checkpoint(
             _save_optimizer(optimizer, tmp / OPTIMIZER_FILE)
         if train_state is not None:
             tensors, plain = _split_tensors(train_state)
-            save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, tmp / TRAIN_TENSORS_FILE)
+            _save_weights({k: v.contiguous().cpu() for k, v in tensors.items()}, tmp / TRAIN_TENSORS_FILE, None)
             _write_json(tmp / TRAIN_STATE_FILE, plain)
         umask = os.umask(0)
         os.umask(umask)
@@ -257,7 +271,6 @@ def _merge_tensors(plain: dict, tensors: dict) -> dict:
 
 def _save_optimizer(optimizer, path: Path) -> None:
     import torch
-    from safetensors.torch import save_file
 
     state = optimizer.state_dict()
     tensors, scalars = {}, {}
@@ -268,7 +281,7 @@ def _save_optimizer(optimizer, path: Path) -> None:
             else:
                 scalars[f"{index}.{key}"] = value
     metadata = {"param_groups": json.dumps(state["param_groups"]), "scalars": json.dumps(scalars)}
-    save_file(tensors, path, metadata=metadata)
+    _save_weights(tensors, path, metadata)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -176,11 +176,16 @@ def evaluate(model_name: str, heldout: Path | None, references: Path | None, pro
     from synesthesia.plugins import resolve_checkpoint
 
     def lines(path: Path | None) -> list[str] | None:
-        return [l for l in path.read_text(encoding="utf-8").splitlines() if l.strip()] if path else None
+        if path is None:
+            return None
+        try:
+            return [l for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+        except UnicodeDecodeError:
+            raise SynesthesiaError(f"{path} is not UTF-8 text; give a text file") from None
 
     result = run_evaluation(
         resolve_checkpoint(model_name),
-        heldout_text=heldout.read_text(encoding="utf-8") if heldout else None,
+        heldout_text=heldout,  # read (and checked) by evaluate
         references=lines(references), prompts=lines(prompts), n_samples=samples, seed=seed,
     )
     click.echo(json.dumps(result, ensure_ascii=False, indent=2))
