@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from synesthesia.errors import CheckpointError
+from synesthesia.fileio import process_alive
 from synesthesia.tokenizer import TOKENIZER_FILE, load_tokenizer
 
 MODEL_FILE = "model.safetensors"
@@ -174,20 +175,8 @@ def _refuse_to_replace_non_checkpoint(target: Path) -> None:
 def _remove_stale_temporaries(target: Path) -> None:
     for stale in target.parent.glob(f".{target.name}.tmp-*"):
         pid = stale.name.split(".tmp-", 1)[1].split("-", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _swap_into_place(tmp: Path, target: Path) -> None:

@@ -61,3 +61,16 @@ def write_json_atomic(path: str | os.PathLike, data: Any, *, indent: int | None 
     """Write ``data`` as UTF-8 JSON (non-ASCII kept readable) atomically; returns the path."""
     text = json.dumps(data, ensure_ascii=False, indent=indent, **dumps_options)
     return write_atomic(path, text + "\n")
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (this one does): leftovers of dead processes may be cleaned."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -38,7 +38,7 @@ from synesthesia.components import (
     Validation,
 )
 from synesthesia.errors import ConfigError, SynesthesiaError
-from synesthesia.fileio import write_atomic, write_json_atomic
+from synesthesia.fileio import process_alive, write_atomic, write_json_atomic
 from synesthesia.plugins import Registry, get_registry
 from synesthesia.theme import text_quality, theme_coverage, understand_theme
 
@@ -350,16 +350,6 @@ def _file_hashes(folder: Path) -> dict[str, str]:
 _LEFTOVER = re.compile(rf"^\.(?:{ARTWORK_DIR}-staging|{ARTWORK_DIR}-old|rev-\d+-staging)-(\d+)(?:-\d+)?$")
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_staging(run_dir: Path) -> list[Path]:
     """Delete half-built folders that a killed process left (``.artwork-staging-PID-…``, ``.rev-N-staging-PID``)
     in ``run_dir`` and its ``revisions/``; a live process's are left alone. Returns what was removed."""
@@ -369,7 +359,7 @@ def remove_stale_staging(run_dir: Path) -> list[Path]:
             continue
         for entry in folder.iterdir():
             match = _LEFTOVER.match(entry.name)
-            if match and entry.is_dir() and not _process_alive(int(match.group(1))):
+            if match and entry.is_dir() and not process_alive(int(match.group(1))):
                 shutil.rmtree(entry, ignore_errors=True)
                 removed.append(entry)
     return removed
