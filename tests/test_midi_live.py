@@ -58,6 +58,11 @@ def jack_server(monkeypatch, tmp_path):
             server.wait()
 
 
+# The dummy JACK server drops a MIDI event now and then when the 2-core machine is saturated (an xrun): a
+# delivery is tried again, up to this many times; a port that loses or reorders notes every time still fails.
+JACK_TRIES = 3
+
+
 def _receive_all(port, expected: int, timeout: float = 10.0) -> list:
     received = []
     deadline = time.monotonic() + timeout
@@ -79,10 +84,13 @@ def test_melody_played_to_a_virtual_port_arrives_note_for_note(jack_server, tmp_
     backend = live.backend("UNIX_JACK")
     with backend.open_input("synesthesia-test-in", virtual=True) as inbox:
         assert any("synesthesia-test-in" in n for n in live.output_names())
-        started = time.monotonic()
-        sent = live.play_to_port(midi_path, "synesthesia-test-in", speed=16)
-        elapsed = time.monotonic() - started
-        received = _receive_all(inbox, len(expected))
+        for _ in range(JACK_TRIES):
+            started = time.monotonic()
+            sent = live.play_to_port(midi_path, "synesthesia-test-in", speed=16)
+            elapsed = time.monotonic() - started
+            received = _receive_all(inbox, len(expected))
+            if [m.note for m in received if m.type == "note_on" and m.velocity > 0] == expected:
+                break
     notes_on = [m for m in received if m.type == "note_on" and m.velocity > 0]
     assert [m.note for m in notes_on] == expected
     assert all(m.channel == 0 for m in notes_on)
@@ -109,6 +117,9 @@ def test_artwork_created_plays_to_the_configured_port(jack_server, tmp_path, mon
     artwork = Artwork(path=tmp_path / "artwork", text="la la", manifest={}, files=[Path(midi_path)])
     with live.backend("UNIX_JACK").open_input("installation-in", virtual=True) as inbox:
         monkeypatch.setenv("SYNESTHESIA_MIDI_PORT", "installation-in")
-        artwork_created(artwork)
-        received = _receive_all(inbox, 2)
+        for _ in range(JACK_TRIES):
+            artwork_created(artwork)
+            received = _receive_all(inbox, 2)
+            if [m.note for m in received if m.type == "note_on" and m.velocity > 0] == [64, 67]:
+                break
     assert [m.note for m in received if m.type == "note_on" and m.velocity > 0] == [64, 67]
