@@ -73,8 +73,9 @@ def run_hydra_app(argv: list[str]) -> None:
 def hydra_error_line(exc: BaseException) -> str:
     """One line for what Hydra or OmegaConf rejected (an unknown key, a value of the wrong type, a run
     folder that cannot be written) instead of their multi-line reports."""
-    import errno
     import re
+
+    from synesthesia.fileio import DISK_ERRORS
 
     chain = [exc]
     while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
@@ -82,7 +83,7 @@ def hydra_error_line(exc: BaseException) -> str:
         if len(chain) > 8:
             break
     for error in chain:
-        if isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC):
+        if isinstance(error, OSError) and error.errno in DISK_ERRORS:
             return (f"cannot write the run folder {error.filename or ''}: {error.strerror}; choose another "
                     "hydra.run.dir or fix its permissions (nothing was written)").replace("  ", " ")
     text = " ".join(str(e) for e in chain[:2] if str(e))
@@ -100,12 +101,12 @@ def generate_streaming(*, prompt: str, form_name: str, theme: str, model_name: s
                        temperature: float, top_k: int, top_p: float, max_tokens: int, constrained: bool) -> str:
     """Stream one candidate to stdout; report the form's verdict on stderr. Returns the text."""
     from synesthesia.components import GenerationRequest, SamplingSettings
+    from synesthesia.config import ModelConfig
     from synesthesia.pipeline import load_generator, plan
 
     config = {"form": form_name, "theme": theme, "prompt": prompt, "seed": seed,
               "model": {"generator": "transformer", "name": model_name,
-                        "auto": {"screenplay": "shakespeare", "story": "shakespeare", "zh": "tang", "en": "verse",
-                                 "default": "verse"}, "threads": 1},
+                        "auto": ModelConfig().auto, "threads": 1},
               "generation": {"temperature": temperature, "top_k": top_k or None, "top_p": top_p,
                              "max_new_tokens": max_tokens, "constrained": constrained},
               "pipeline": {"renderers": []}}

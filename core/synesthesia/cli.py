@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import sys
@@ -13,9 +12,9 @@ import click
 
 from synesthesia import __version__
 from synesthesia.errors import SynesthesiaError
+from synesthesia.fileio import DISK_ERRORS
 
 DEBUG_ENV = "SYNESTHESIA_DEBUG"
-DISK_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 
 # Commands that live in their own modules ("name": "module:attribute", a click command), imported only
@@ -230,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:
         # A full, read-only or forbidden disk in any command (train, corpus prepare, …): files are written
         # aside and renamed into place, so what was there before is still whole.
-        if debug or exc.errno not in DISK_ERRNOS:
+        if debug or exc.errno not in DISK_ERRORS:
             raise
         click.echo(f"Error: cannot write {exc.filename or 'a file'}: {exc.strerror}; nothing already written "
                    "was lost: free space or fix permissions and run it again", err=True)

@@ -6,6 +6,7 @@ file in the same folder, is flushed to disk, then renamed over the target with `
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -61,6 +62,12 @@ def write_json_atomic(path: str | os.PathLike, data: Any, *, indent: int | None 
     """Write ``data`` as UTF-8 JSON (non-ASCII kept readable) atomically; returns the path."""
     text = json.dumps(data, ensure_ascii=False, indent=indent, **dumps_options)
     return write_atomic(path, text + "\n")
+
+
+# The OS errors that mean "this disk or folder cannot be written here" (full, read-only, forbidden), with how
+# each is said: callers turn them into one line that says nothing was lost, never a traceback.
+DISK_ERRORS = {errno.EACCES: "permission denied", errno.EPERM: "not permitted", errno.EROFS: "read-only file system",
+               errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded"}
 
 
 def process_alive(pid: int) -> bool:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import errno
 import hashlib
 import json
 import os
@@ -38,7 +37,7 @@ from synesthesia.components import (
     Validation,
 )
 from synesthesia.errors import ConfigError, SynesthesiaError
-from synesthesia.fileio import process_alive, write_atomic, write_json_atomic
+from synesthesia.fileio import DISK_ERRORS, process_alive, write_atomic, write_json_atomic
 from synesthesia.plugins import Registry, get_registry
 from synesthesia.theme import text_quality, theme_coverage, understand_theme
 
@@ -189,8 +188,6 @@ def plan(config: Mapping[str, Any], registry: Registry | None = None) -> Plan:
     check_device(str(model_cfg.get("device", "cpu")))
     if str(model_cfg.get("dtype", "float32")) not in {"float32", "bfloat16", "int8"}:
         raise ConfigError(f"model.dtype must be float32, bfloat16 or int8, not '{model_cfg.get('dtype')}'")
-    if sampling.temperature < 0:
-        raise ConfigError("generation.temperature must be >= 0 (0 means greedy)")
     return Plan(form=form, request=request, generator=generator, model_name=model_name,
                 device=str(model_cfg.get("device", "cpu")), threads=int(model_cfg.get("threads", 0) or 0),
                 dtype=str(model_cfg.get("dtype", "float32")),
@@ -329,7 +326,7 @@ def render_into(staging: Path, text: str, manifest: dict[str, Any], renderers: l
             renderer.render(context)
             entry["error"] = None
         except Exception as exc:
-            if isinstance(exc, OSError) and exc.errno in _DISK_ERRORS:
+            if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
                 raise  # a full or read-only disk is no renderer's fault: the whole artwork stops, unharmed
             if fail_on_error:
                 raise SynesthesiaError(f"renderer '{renderer.name}' failed: {exc}") from exc
@@ -390,10 +387,6 @@ def _publish(run_dir: Path, staging: Path, keep_previous_as: Path | None = None)
     return target
 
 
-_DISK_ERRORS = {errno.EACCES: "permission denied", errno.EPERM: "not permitted", errno.EROFS: "read-only file system",
-                errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded"}
-
-
 @contextlib.contextmanager
 def _disk_errors(run_dir: Path):
     """A folder that cannot be written (permissions, a read-only or full disk) is one line that says
@@ -401,10 +394,10 @@ def _disk_errors(run_dir: Path):
     try:
         yield
     except OSError as exc:
-        if exc.errno not in _DISK_ERRORS:
+        if exc.errno not in DISK_ERRORS:
             raise
         where = exc.filename or run_dir
-        raise SynesthesiaError(f"cannot write {where}: {_DISK_ERRORS[exc.errno]}; nothing was lost (any earlier "
+        raise SynesthesiaError(f"cannot write {where}: {DISK_ERRORS[exc.errno]}; nothing was lost (any earlier "
                                f"artwork in {run_dir} is untouched): free space or fix permissions and try again"
                                ) from None
 
