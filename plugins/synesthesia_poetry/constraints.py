@@ -499,8 +499,8 @@ class EnglishVocab:
     letters: list[tuple[int, str]]  # (token id, letter) for the single-letter tokens
     letter_mask: Any  # [V]
     newline: Any  # [V] the line-break token
-    punct: Any  # [V] single-character tokens that end a word without a space (, . ; ! ? -)
-    end_punct: Any  # [V] those that may end a line: no dash ("snow-" is a stub, not a line end)
+    end_punct: Any  # [V] single-character marks that end a word without a space (, . ; ! ?); no dash:
+    # "snow-" before a line end or a placed word is a stub
     space: Any  # [V]
     eos_id: int
     verse_marks: Any  # [V] single characters other than letters and the colon, and <eos>: no byte or control tokens
@@ -516,7 +516,6 @@ def english_vocab(tokenizer) -> EnglishVocab:
         letters=[(i, p) for i, p in enumerate(pieces) if p in _LETTERS],
         letter_mask=letter_mask,
         newline=torch.tensor([p == "\n" for p in pieces], dtype=torch.bool),
-        punct=torch.tensor([p in ",.;!?-—" for p in pieces], dtype=torch.bool),
         end_punct=torch.tensor([p in ",.;!?" for p in pieces], dtype=torch.bool),
         space=torch.tensor([p == " " for p in pieces], dtype=torch.bool),
         eos_id=int(tokenizer.eos_id),
@@ -818,7 +817,7 @@ class SyllableLineProcessor:
         if word is None or row.done + word + reserve > target:
             return letters  # only a longer word can close here
         if row.done + word + reserve == target and (row.has_text or reserve):
-            if reserve and (row.partial or row.last in (" ", "", "\n") or row.last in ",.;!?-—"):
+            if reserve and (row.partial or row.last in (" ", "", "\n") or row.last in ",.;!?"):
                 if row.partial:  # the free words are done: close this one (or let it grow by letters that
                     return v.space | v.end_punct | letters  # add no syllable), then the form writes the rest
                 if self._keyword_pending(row, plan):

@@ -226,7 +226,7 @@ class VerseShape:
 
 
 VERSE_SHAPES = {
-    "haiku": VerseShape(((5, 7, 5),), None, 3),
+    "haiku": VerseShape((HAIKU_SYLLABLES,), None, 3),
     "limerick": VerseShape(((8, 8, 5, 5, 8), (9, 9, 6, 6, 9)), "AABBA", 3),
     "sonnet": VerseShape(((10,) * 14,), "ABABCDCDEFEFGG", 4),
 }
