@@ -1,0 +1,73 @@
+"""dtype: auto picks what this machine runs fastest, never something slower than float32."""
+
+import json
+
+import pytest
+import torch
+
+from synesthesia import hardware
+from synesthesia.errors import ConfigError
+from synesthesia.hardware import MARGIN, cache_path, choose_dtype, machine_key, resolve_dtype
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYNESTHESIA_CACHE_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_concrete_names_pass_through_validated():
+    assert resolve_dtype("float32", "cpu") == "float32"
+    assert resolve_dtype("bf16", "cpu") == "bfloat16"
+    assert resolve_dtype("int8", "cpu", "inference") == "int8"
+    assert choose_dtype("bfloat16", "cpu", "training").reason == "set explicitly"
+    with pytest.raises(ConfigError, match="training dtype must be auto or one of float32, bfloat16"):
+        resolve_dtype("int8", "cpu", "training")
+    with pytest.raises(ConfigError, match="inference dtype must be auto or one of"):
+        resolve_dtype("float16", "cpu")
+    with pytest.raises(ConfigError, match="purpose"):
+        resolve_dtype("auto", "cpu", "serving")
+
+
+def test_auto_on_cpu_measures_once_and_never_picks_slower_than_float32(cache_dir):
+    choice = choose_dtype("auto", "cpu", "inference")
+    assert choice.dtype in ("float32", "bfloat16", "int8")
+    timings = choice.timings
+    assert set(timings["float32"]) == {"decode_b1", "decode_b8"}
+    if choice.dtype != "float32":  # the winner beat float32 in every case measured
+        assert all(timings[choice.dtype][c] <= MARGIN * timings["float32"][c] for c in timings["float32"])
+    if not hardware.cpu_has_native_bf16():
+        assert "bfloat16" not in timings  # never even tried where bf16 is emulated
+    saved = json.loads(cache_path().read_text())
+    assert saved[machine_key("inference")] == timings
+    again = choose_dtype("auto", "cpu", "inference")  # from the cache: the same timings, no new run
+    assert again.timings == timings and again.dtype == choice.dtype
+    assert json.loads(json.dumps(again.to_dict()))["dtype"] == choice.dtype  # what the manifest records
+
+
+def test_cached_timings_decide_and_slower_candidates_lose(cache_dir, monkeypatch):
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: True)
+    key = machine_key("inference")
+    slow_bf16 = {"float32": {"decode_b1": 1.0, "decode_b8": 1.0},
+                 "int8": {"decode_b1": 0.5, "decode_b8": 1.2},  # faster at batch 1 only: loses
+                 "bfloat16": {"decode_b1": 3.0, "decode_b8": 7.0}}  # emulated bf16: much slower
+    cache_path().write_text(json.dumps({key: slow_bf16}))
+    choice = choose_dtype("auto", "cpu")
+    assert choice.dtype == "float32" and "nothing beats float32" in choice.reason
+    fast_bf16 = {**slow_bf16, "bfloat16": {"decode_b1": 0.8, "decode_b8": 0.4}}
+    cache_path().write_text(json.dumps({key: fast_bf16}))
+    assert resolve_dtype("auto", "cpu") == "bfloat16"
+
+
+def test_a_corrupt_cache_is_measured_again_and_replaced(cache_dir):
+    cache_path().write_text("{not json")
+    choice = choose_dtype("auto", "cpu", "training")
+    assert choice.dtype in ("float32", "bfloat16")
+    assert set(json.loads(cache_path().read_text())) == {machine_key("training")}
+
+
+def test_auto_off_cpu_without_measuring(cache_dir):
+    if not torch.cuda.is_available():
+        assert resolve_dtype("auto", "cuda") == "float32"
+    assert resolve_dtype("auto", "mps") == "float32"
+    assert not cache_path().exists()
