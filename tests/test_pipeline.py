@@ -156,6 +156,32 @@ def test_bad_values_fail_before_any_work_with_a_clear_message(env_with_plugin, t
     assert missing.returncode == 1 and "no model checkpoint named" in missing.stderr
 
 
+def test_a_plugin_renderers_options_are_strict_and_a_rejected_run_leaves_no_folder(env_with_plugin, tiny_checkpoint,
+                                                                                   tmp_path):
+    """ShoutOptions does not forbid extra fields; the framework still rejects a misspelt option, in one line
+    that lists the renderer's options with their defaults, and the rejected run leaves no folder behind."""
+    env, _ = env_with_plugin
+    work = tmp_path / "work"
+    work.mkdir()
+    result = run_cli("run", f"model.name={tiny_checkpoint}", "form=lines", "renderer.shout.sufix=?",
+                     env=env, cwd=work)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "renderer 'shout' has no option 'sufix' (did you mean 'suffix'?)" in result.stderr
+    assert 'suffix="!", repeat=1' in result.stderr
+    assert list(work.iterdir()) == [], "no outputs/DATE/TIME/.hydra or app.log left"
+
+
+def test_a_good_runs_app_log_records_the_run(env_with_plugin, tiny_checkpoint, tmp_path):
+    env, _ = env_with_plugin
+    result = _run(env, tmp_path / "run", tiny_checkpoint, "theme=sea")
+    assert result.returncode == 0, result.stderr
+    log = (tmp_path / "run" / "app.log").read_text(encoding="utf-8")
+    assert "run: form=lines theme='sea' seed=0" in log
+    assert f"artwork: {tmp_path / 'run' / 'artwork'}" in log and "timings" in log
+    assert "[synesthesia.run]" not in result.stdout + result.stderr, "each message shown once, not via Hydra's console"
+
+
 def test_edit_then_render_keeps_the_previous_revision(env_with_plugin, tiny_checkpoint, tmp_path):
     env, log = env_with_plugin
     run_dir = tmp_path / "edit"
@@ -192,8 +218,7 @@ def test_a_failing_renderer_is_recorded_or_fatal_but_never_half_written(env_with
     strict = tmp_path / "strict"
     result = _run(env, strict, tiny_checkpoint, "renderer.explode.explode=true", "pipeline.fail_on_renderer_error=true")
     assert result.returncode == 1 and "kaboom" in result.stderr
-    assert not (strict / "artwork").exists()
-    assert not [p for p in strict.iterdir() if p.name.startswith(".artwork")]
+    assert not strict.exists(), "a failed run leaves no folder (no half artwork, no empty .hydra/ and app.log)"
 
 
 def test_multirun_sweep_with_the_joblib_launcher(env_with_plugin, tiny_checkpoint, tmp_path):

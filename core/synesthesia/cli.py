@@ -115,20 +115,40 @@ def render(run_dir: Path, force: bool) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def plugins(as_json: bool) -> None:
-    """List installed plugins: name, version, hooks, and what each registers."""
+    """List the hooks a plugin may implement, the installed plugins (name, version, hooks), and what each
+    registers: forms, renderers with their options (renderer.NAME.OPTION=value), config groups."""
     from synesthesia.app import plugin_listing
 
     listing = plugin_listing()
     if as_json:
         click.echo(json.dumps(listing, ensure_ascii=False, indent=2))
         return
+    click.echo("Hooks (synesthesia.hookspecs; implement them with @synesthesia.hookimpl):")
+    for hook, doc in listing["hooks"].items():
+        click.echo(f"  {hook}: {doc.split(chr(10) + chr(10))[0].replace(chr(10), ' ')}")
+
+    def groups(section: dict) -> str:
+        return "; ".join(f"{group}={'|'.join(names)}" for group, names in section["groups"].items())
+
+    click.echo(f"\nConfig groups of the core: {groups(listing['config_groups'])}")
+    click.echo("\nPlugins:")
     for plugin in listing["plugins"]:
         status = f"SKIPPED: {plugin['error']}" if plugin["error"] else ", ".join(plugin["hooks"])
         click.echo(f"{plugin['name']} {plugin['version'] or ''}  [{status}]")
-        for kind in ("generators", "forms", "renderers", "checkpoints"):
-            names = plugin.get(kind) or []
-            if names:
-                click.echo(f"    {kind}: {', '.join(names)}")
+        for kind in ("generators", "checkpoints"):
+            if plugin.get(kind):
+                click.echo(f"    {kind}: {', '.join(plugin[kind])}")
+        for form in plugin.get("form_details", []):
+            aliases = f" (also {', '.join(form['aliases'])})" if form["aliases"] else ""
+            click.echo(f"    form {form['name']}{aliases} [{form['language'] or 'any language'}]: {form['description']}")
+        for renderer in plugin.get("renderer_details", []):
+            click.echo(f"    renderer {renderer['name']}: {renderer['description']}")
+            for option in renderer["options"]:
+                default = "required" if option["required"] else json.dumps(option["default"], ensure_ascii=False)
+                help_ = f"  {option['help']}" if option["help"] else ""
+                click.echo(f"        {option['name']}={default}  ({option['type']}){help_}")
+        for section in plugin.get("config_groups", []):
+            click.echo(f"    config groups ({section['path']}): {groups(section) or 'none found'}")
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -75,11 +75,15 @@ class RunConfig:
     renderer: Dict[str, Any] = field(default_factory=dict)
 
 
-def register_configs() -> None:
+def register_configs(renderer_options: dict[str, dict[str, Any]] | None = None) -> None:
+    """Store the schema for Hydra. ``renderer_options`` (``{renderer: {option: default}}``, from
+    ``synesthesia.plugins.option_defaults``) fills ``renderer``, so ``--cfg job`` shows every option."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
-    store.store(name="run_schema", node=RunConfig)
+    renderer = {name: {key: value.replace("${", "\\${") if isinstance(value, str) else value  # never interpolated
+                       for key, value in options.items()} for name, options in (renderer_options or {}).items()}
+    store.store(name="run_schema", node=RunConfig(renderer=renderer) if renderer else RunConfig)
     store.store(group="model", name="model_schema", node=ModelConfig)
     store.store(group="generation", name="generation_schema", node=GenerationConfig)
     store.store(group="pipeline", name="pipeline_schema", node=PipelineConfig)

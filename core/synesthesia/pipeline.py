@@ -86,17 +86,9 @@ class Plan:
 
 
 def _validated_options(renderer: Renderer, raw: Mapping[str, Any] | None) -> Any:
-    from pydantic import ValidationError
+    from synesthesia.plugins import validate_options
 
-    try:
-        return renderer.options(**dict(raw or {}))
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"renderer.{renderer.name}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"bad option for renderer '{renderer.name}': {problems}") from None
-    except TypeError as exc:
-        raise ConfigError(f"bad option for renderer '{renderer.name}': {exc}") from None
+    return validate_options(renderer, raw)  # strict for every renderer, a plugin's too
 
 
 def _choose_renderers(registry: Registry, names: list[str], language: str | None) -> list[Renderer]:

@@ -1,16 +1,16 @@
 """Plugin loading and the registry of what plugins contribute.
 
 Every plugin, built-in or third-party, is a module exposed under the ``synesthesia`` entry-point group.
-One broken plugin never takes the app down: it is skipped with a warning that names it, unless
+One broken plugin never takes the app down: it is skipped with a one-line warning that names it, unless
 ``SYNESTHESIA_STRICT_PLUGINS=1`` makes that fatal. ``SYNESTHESIA_PLUGINS=a,b`` loads only the named
 plugins (an allowlist); unknown names in it are reported.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -51,10 +51,13 @@ def _allowlist() -> set[str] | None:
     return {name.strip() for name in raw.split(",") if name.strip()}
 
 
-def _report(message: str) -> None:
+def _report(problem: str, outcome: str) -> None:
+    """One line on stderr: ``warning: PROBLEM; OUTCOME`` (what happens instead), or, in strict mode, a
+    PluginError that says the problem is fatal (and not what would otherwise have happened)."""
+    problem = " ".join(problem.split())  # an exception's message may span lines; the report never does
     if _strict():
-        raise PluginError(message + f" ({STRICT_ENV} is set, so this is fatal)")
-    warnings.warn(message, PluginWarning, stacklevel=3)
+        raise PluginError(f"{problem} (fatal because {STRICT_ENV} is set; unset it to go on without it)")
+    print(f"warning: {problem}; {outcome}", file=sys.stderr)
 
 
 class Registry:
@@ -85,17 +88,15 @@ class Registry:
             except Exception as exc:  # a broken plugin must not take the app down
                 info.error = f"{type(exc).__name__}: {exc}"
                 self.plugins[ep.name] = info
-                _report(f"plugin '{ep.name}' ({ep.value}) failed to load and is skipped: {info.error}")
+                _report(f"plugin '{ep.name}' ({ep.value}) failed to load: {info.error}", "it is skipped")
                 continue
             info.hooks = sorted(impl.name for impl in self.pm.get_hookcallers(module) or [])
             self.plugins[ep.name] = info
         if allow is not None:
             unknown = allow - seen
             if unknown:
-                _report(
-                    f"{ALLOWLIST_ENV} names plugins that are not installed: {', '.join(sorted(unknown))}; "
-                    f"installed: {', '.join(sorted(seen)) or 'none'}"
-                )
+                _report(f"{ALLOWLIST_ENV} names plugins that are not installed: {', '.join(sorted(unknown))}",
+                        f"installed: {', '.join(sorted(seen)) or 'none'}")
 
     def register_module(self, module: Any, name: str) -> None:
         """Register a plugin object directly (for embedding Synesthesia in another program)."""
@@ -121,7 +122,7 @@ class Registry:
                 name = key(*args)
                 if name in found:
                     _report(f"plugin '{_plugin}' registers '{name}' in {hook_name}, already registered by "
-                            f"'{found[name][0]}'; keeping the first")
+                            f"'{found[name][0]}'", "keeping the first")
                     return
                 found[name] = (_plugin, value(*args))
 
@@ -130,8 +131,8 @@ class Registry:
             except PluginError:
                 raise
             except Exception as exc:
-                _report(f"plugin '{plugin_name}' failed in {hook_name} and is skipped there: "
-                        f"{type(exc).__name__}: {exc}")
+                _report(f"plugin '{plugin_name}' failed in {hook_name}: {type(exc).__name__}: {exc}",
+                        "it is skipped there")
         self._collected[hook_name] = found
         return found
 
@@ -205,6 +206,116 @@ class Registry:
             except Exception as exc:
                 print(f"warning: plugin '{impl.plugin_name}' failed in artwork_created: {type(exc).__name__}: {exc}",
                       file=sys.stderr)
+
+
+# -- renderer options ------------------------------------------------------------------------------
+
+
+@dataclass
+class OptionSpec:
+    """One option of a renderer, for errors, ``synesthesia plugins`` and ``synesthesia run --cfg job``."""
+
+    name: str
+    default: Any  # as JSON (a Path as its text); None when required
+    type: str
+    help: str = ""  # the field's ``description``
+    required: bool = False
+    alias: str | None = None
+
+
+def _type_name(annotation: Any) -> str:
+    import typing
+
+    if typing.get_origin(annotation) is typing.Literal:
+        return "|".join(str(a) for a in typing.get_args(annotation))
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "").replace("pathlib.", "")
+
+
+def option_specs(options: Any) -> list[OptionSpec]:
+    """The options a renderer's ``options`` model takes (a pydantic model or a dataclass; None: none)."""
+    import dataclasses
+
+    from pydantic_core import PydanticUndefined, to_jsonable_python
+
+    specs = []
+    fields = getattr(options, "model_fields", None)
+    if isinstance(fields, dict):  # pydantic
+        for name, info in fields.items():
+            required = info.is_required()
+            default = None if required else info.get_default(call_default_factory=True)
+            if default is PydanticUndefined:
+                default = None
+            specs.append(OptionSpec(name, to_jsonable_python(default, fallback=str), _type_name(info.annotation),
+                                    info.description or "", required, info.alias))
+    elif options is not None and dataclasses.is_dataclass(options):
+        for item in dataclasses.fields(options):
+            missing = item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
+            default = None if missing else (item.default if item.default is not dataclasses.MISSING
+                                            else item.default_factory())
+            specs.append(OptionSpec(item.name, to_jsonable_python(default, fallback=str), _type_name(item.type),
+                                    str(item.metadata.get("help", "")), missing))
+    return specs
+
+
+def option_defaults(renderer: Renderer) -> dict[str, Any]:
+    """``{option: default}`` of a renderer's required-free options, as plain values (for the composed config)."""
+    return {spec.name: spec.default for spec in option_specs(renderer.options) if not spec.required}
+
+
+def validate_options(renderer: Renderer, raw: Any) -> Any:
+    """The renderer's options built from ``raw`` (``renderer.<name>.*`` of the config), checked before any
+    work. Options are strict for every renderer, whatever its model does with extra fields: a name it does
+    not take is one ConfigError line listing the options it does take, with their defaults; a bad value is
+    one line per field."""
+    import difflib
+
+    from pydantic import ValidationError
+
+    raw = dict(raw or {})
+    specs = option_specs(renderer.options)
+    known = {spec.name for spec in specs} | {spec.alias for spec in specs if spec.alias}
+    unknown = [str(key) for key in raw if key not in known]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        takes = ", ".join(f"{s.name}={json.dumps(s.default, ensure_ascii=False)}" if not s.required
+                          else f"{s.name} (required)" for s in specs) or "none"
+        raise ConfigError(f"renderer '{renderer.name}' has no option {', '.join(repr(k) for k in unknown)}{hint}; "
+                          f"its options (default): {takes}")
+    if renderer.options is None:
+        return None
+    try:
+        return renderer.options(**raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"renderer.{renderer.name}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"bad option for renderer '{renderer.name}': {problems}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"bad option for renderer '{renderer.name}': {' '.join(str(exc).split())}") from None
+
+
+def config_groups(search_path: str) -> dict[str, list[str]]:
+    """The config groups in a Hydra search path (``pkg://module.conf`` or ``file://folder``), each with its
+    options: ``{"pipeline": ["word_stats"]}``. Only looks at the folder; Hydra reads the files when run."""
+    from importlib import resources
+
+    try:
+        if search_path.startswith("pkg://"):
+            root: Any = resources.files(search_path[len("pkg://"):])
+        else:
+            root = Path(search_path[len("file://"):] if search_path.startswith("file://") else search_path)
+        groups = {}
+        for entry in root.iterdir():
+            if entry.is_dir():
+                names = sorted(f.name[:-5] for f in entry.iterdir() if f.name.endswith(".yaml"))
+                if names:
+                    groups[entry.name] = names
+        return dict(sorted(groups.items()))
+    except (ImportError, OSError, TypeError):
+        return {}
 
 
 _registry: Registry | None = None
