@@ -17,8 +17,9 @@ def _searchpath_override(extra: list[str], argv: list[str]) -> list[str]:
     return argv + ["hydra.searchpath=[" + ",".join(extra) + "]"]
 
 
-def run_hydra_app(argv: list[str]) -> None:
-    """Run ``synesthesia run`` as a Hydra app (overrides, --multirun, launchers, --cfg, --help)."""
+def run_hydra_app(argv: list[str], task: Any = None) -> None:
+    """Run ``synesthesia run`` as a Hydra app (overrides, --multirun, launchers, --cfg, --help); ``task``
+    replaces its job (``synesthesia batch`` runs ``synesthesia.batch.batch_job``)."""
     import hydra
     from omegaconf import DictConfig, OmegaConf
 
@@ -36,6 +37,7 @@ def run_hydra_app(argv: list[str]) -> None:
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
+        from synesthesia.batch import process_generators
         from synesthesia.pipeline import run_pipeline
 
         hydra_cfg = HydraConfig.get()
@@ -45,7 +47,9 @@ def run_hydra_app(argv: list[str]) -> None:
         log(f"run: form={config.get('form')} theme={config.get('theme')!r} seed={config.get('seed')} "
             f"model={dict(config.get('model') or {}).get('name')} in {run_dir}", quiet=True)
         try:
-            artwork = run_pipeline(config, run_dir, registry=registry, log=log)
+            # A sweep's worker (this process, a joblib or Ray worker) loads each model once, not once per job.
+            generators = process_generators() if hydra_cfg.mode == RunMode.MULTIRUN else None
+            artwork = run_pipeline(config, run_dir, registry=registry, log=log, generators=generators)
         except SynesthesiaError as exc:
             log(f"Error: {exc}", quiet=True)
             if hydra_cfg.mode != RunMode.MULTIRUN:
@@ -64,7 +68,7 @@ def run_hydra_app(argv: list[str]) -> None:
         print(f"artwork: {artwork.path}")
         return str(artwork.path)
 
-    main = hydra.main(version_base=None, config_path=f"pkg://{CONFIG_MODULE}", config_name="config")(job)
+    main = hydra.main(version_base=None, config_path=f"pkg://{CONFIG_MODULE}", config_name="config")(task or job)
     saved, saved_full_error = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
     sys.argv = ["synesthesia run"] + _searchpath_override(registry.config_paths(), argv)
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing its own report: we print one line

@@ -20,6 +20,7 @@ DEBUG_ENV = "SYNESTHESIA_DEBUG"
 # Commands that live in their own modules ("name": "module:attribute", a click command), imported only
 # when run or listed, so that `synesthesia --help` stays fast.
 LAZY_COMMANDS: dict[str, str] = {
+    "batch": "synesthesia.batch:batch",
     "export": "synesthesia.export:export",
     "installation": "synesthesia.installation:installation",
     "serve": "synesthesia.server.command:serve",
