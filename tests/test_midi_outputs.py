@@ -175,4 +175,16 @@ def test_fluidsynth_render_of_a_poem_is_audible(tmp_path):
     samples, rate = _read_wav(tmp_path / "midi" / "melody.wav")
     assert tmp_path / "midi" / "melody.wav" in written
     assert float(np.sqrt(np.mean(samples ** 2))) > 0.01
-    assert len(samples) / rate >= read_midi(tmp_path / "midi" / "melody.mid").length - 0.5
+    midi_length = read_midi(tmp_path / "midi" / "melody.mid").length
+    # FluidSynth renders ~5 s of near-silent release and reverb past the last note; the tail option keeps 1.5 s.
+    assert midi_length + 1.5 - 0.01 <= len(samples) / rate <= midi_length + 1.5 + 0.01
+    assert float(np.abs(samples[-int(0.01 * rate):]).max()) < 0.01, "faded out, no click at the cut"
+
+
+@pytest.mark.parametrize("tail", [0.0, 0.25, 3.0])
+def test_the_wav_ends_tail_seconds_after_the_midi(tmp_path, tail):
+    render(_context(tmp_path, JINGYESI, audio_engine="builtin", accompaniment="none", tail=tail))
+    samples, rate = _read_wav(tmp_path / "midi" / "melody.wav")
+    midi_length = read_midi(tmp_path / "midi" / "melody.mid").length
+    # The built-in synth renders 1.2 s past the MIDI (its release and reverb): a longer tail keeps just that.
+    assert abs(len(samples) / rate - (midi_length + min(tail, 1.2))) < 0.02, (len(samples) / rate, midi_length)

@@ -212,9 +212,11 @@ def render_builtin(midi_path: Path, wav_path: Path, *, gain: float = 0.8, sample
     return write_wav(samples, wav_path, sample_rate)
 
 
-def normalize_wav(path: Path, peak: float = 0.89) -> float:
-    """Scale a 16-bit WAV so its loudest sample sits at ``peak`` (-1 dBFS): small soundfonts render
-    quietly. Returns the factor applied."""
+def finish_wav(path: Path, *, peak: float | None = 0.89, keep_seconds: float | None = None,
+               fade_seconds: float = 0.3) -> float:
+    """One pass over a rendered 16-bit WAV: cut it after ``keep_seconds`` (the last ``fade_seconds`` before the
+    cut faded out, so it ends without a click; None keeps it whole), then scale it so its loudest sample sits
+    at ``peak`` (-1 dBFS: small soundfonts render quietly; None leaves the level). Returns the factor applied."""
     import numpy as np
 
     with wave.open(str(path), "rb") as handle:
@@ -222,35 +224,50 @@ def normalize_wav(path: Path, peak: float = 0.89) -> float:
         frames = handle.readframes(params.nframes)
     if params.sampwidth != 2:
         return 1.0
-    samples = np.frombuffer(frames, dtype="<i2").astype(np.float64)
+    samples = np.frombuffer(frames, dtype="<i2").astype(np.float64).reshape(-1, params.nchannels)  # [T, C]
+    if keep_seconds is not None and keep_seconds * params.framerate < len(samples):
+        samples = samples[: max(1, int(round(keep_seconds * params.framerate)))]
+        fade = min(len(samples), int(fade_seconds * params.framerate))
+        if fade > 0:
+            samples[-fade:] *= np.linspace(1.0, 0.0, fade)[:, None]
     loudest = float(np.abs(samples).max(initial=0.0)) / 32768
-    if loudest <= 0:
-        return 1.0
-    factor = peak / loudest
+    factor = peak / loudest if peak is not None and loudest > 0 else 1.0
     scaled = np.clip(np.round(samples * factor), -32768, 32767).astype("<i2").tobytes()
     with atomic_path(path) as tmp, wave.open(str(tmp), "wb") as handle:
-        handle.setparams(params)
+        handle.setparams(params._replace(nframes=len(samples)))
         handle.writeframes(scaled)
     return factor
 
 
 def render_audio(midi_path: Path, wav_path: Path, *, engine: str = "auto", soundfont: str | None = None,
-                 gain: float = 0.8, sample_rate: int = SAMPLE_RATE, normalize: bool = True) -> str:
+                 gain: float = 0.8, sample_rate: int = SAMPLE_RATE, normalize: bool = True,
+                 tail: float | None = None) -> str:
     """Render and return the engine used: ``fluidsynth`` or ``builtin``. With ``normalize`` the result
-    peaks at -1 dBFS whatever the engine and gain (``gain`` then only shapes FluidSynth's mix)."""
+    peaks at -1 dBFS whatever the engine and gain (``gain`` then only shapes FluidSynth's mix). ``tail``
+    (seconds) cuts the WAV that long after the MIDI ends, faded out (FluidSynth renders ~5 s of near-silent
+    release and reverb past the last note); None keeps what the engine rendered."""
     if engine not in ("auto", "fluidsynth", "builtin"):
         raise ConfigError(f"audio_engine: {engine!r} is not one of auto, fluidsynth, builtin")
+    used = None
     if engine in ("auto", "fluidsynth"):
         font = find_soundfont(soundfont)
         if fluidsynth_available() and font is not None:
             render_with_fluidsynth(midi_path, wav_path, font, gain=gain, sample_rate=sample_rate)
-            if normalize:
-                normalize_wav(wav_path)
-            return "fluidsynth"
-        if engine == "fluidsynth":
+            used = "fluidsynth"
+        elif engine == "fluidsynth":
             raise ConfigError(
                 "audio_engine: fluidsynth needs the fluidsynth program and a General MIDI soundfont; "
                 "install them (apt-get install fluidsynth timgm6mb-soundfont) or use audio_engine=builtin"
             )
-    render_builtin(midi_path, wav_path, gain=gain, sample_rate=sample_rate)
-    return "builtin"
+    if used is None:
+        render_builtin(midi_path, wav_path, gain=gain, sample_rate=sample_rate)
+        used = "builtin"
+    keep = None
+    if tail is not None:
+        from .midi_file import read_midi
+
+        keep = read_midi(midi_path).length + tail
+    if keep is not None or (normalize and used == "fluidsynth"):  # the built-in synth sets its own peak
+        finish_wav(wav_path, peak=0.89 if normalize and used == "fluidsynth" else None, keep_seconds=keep,
+                   fade_seconds=min(0.3, tail or 0.0))
+    return used

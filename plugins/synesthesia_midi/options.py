@@ -26,6 +26,8 @@ class MidiOptions(BaseModel):
     soundfont: str | None = Field(None, description="path of a .sf2 General MIDI soundfont (default: the installed one)")
     gain: float = Field(0.8, gt=0, le=5, description="output gain (FluidSynth -g; the built-in synth scales its peak)")
     normalize: bool = Field(True, description="scale the WAV to peak at -1 dBFS (small soundfonts render quietly)")
+    tail: float = Field(1.5, ge=0, le=10, description="seconds of sound kept after the last note (release and "
+                        "reverb), faded out; the WAV is that much longer than the MIDI")
 
     @field_validator("key")
     @classmethod

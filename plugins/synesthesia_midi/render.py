@@ -58,7 +58,7 @@ def render(context: RenderContext) -> list[Path]:
     if options.audio:
         engine = render_audio(midi_path, out_dir / "melody.wav", engine=options.audio_engine,
                               soundfont=options.soundfont, gain=options.gain,
-                              normalize=options.normalize)
+                              normalize=options.normalize, tail=options.tail)
         files.append(out_dir / "melody.wav")
     template = melody.template
     summary = {
