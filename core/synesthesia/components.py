@@ -25,6 +25,36 @@ class LogitsProcessor(Protocol):
     def __call__(self, generated, logits): ...
 
 
+@runtime_checkable
+class Tokenizer(Protocol):
+    """What a form's logits processors may ask of a generator's tokenizer (``make_logits_processors``
+    and ``Form.logits_processors`` receive one). Both of our tokenizers (``synesthesia.tokenizer``) satisfy
+    it; so must a plugin generator's, if forms are to constrain it.
+
+    - ``vocab_size``: the number of token ids; logits rows are [V] with V == vocab_size.
+    - ``eos_id``: the id that ends a candidate (forbid it to keep writing, force it to stop).
+    - ``kind``: ``"char"`` (one token per character: letter- and syllable-level constraints work) or
+      ``"bpe"`` (tokens span letters: constrain lines, check syllables after).
+    - ``encode(text) -> list[int]`` and ``decode(ids) -> str`` (special tokens dropped).
+    - ``id_to_piece(id) -> str``: one token's text (``"a"``, ``"\n"``, ``" the"``; special tokens as
+      ``"<eos>"``); masks over the vocabulary are built from it (see ``synesthesia.forms``).
+    """
+
+    kind: str
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    @property
+    def eos_id(self) -> int: ...
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+    def id_to_piece(self, token_id: int) -> str: ...
+
+
 @dataclass
 class Conditioning:
     """What a form asks of the model: control tokens and a text prefix.
@@ -37,6 +67,9 @@ class Conditioning:
     keywords: list[str] = field(default_factory=list)
     language: str | None = None  # "zh", "en", or None for any
     prefix: str = ""  # text the poem starts with (e.g. a title, an acrostic's first character)
+    # A form the model may know that this one writes like (a tanka like a haiku): the model's primer for
+    # that form (a speaker's cue for a drama-trained model, ``synesthesia.forms.primer_text``) applies too.
+    like: str | None = None
 
 
 @dataclass

@@ -302,9 +302,11 @@ class LoadedHF:
             from synesthesia.tokenizer import format_conditioned
 
             conditioning = self._map_theme(conditioning)
-            primer = dict(self.export_info.get("meta", {}).get("primer") or {})
-            if conditioning.form in primer.get("forms", []):
-                conditioning = replace(conditioning, prefix=str(primer.get("text", "")) + conditioning.prefix)
+            from synesthesia.forms import primer_text
+
+            primer = primer_text(self.export_info.get("meta", {}).get("primer"), conditioning)
+            if primer:
+                conditioning = replace(conditioning, prefix=primer + conditioning.prefix)
             forms, languages = self.export_info.get("forms") or [], self.export_info.get("languages") or []
             # Control tokens the model lacks are left out, as our tokenizers do.
             conditioning = replace(conditioning, form=conditioning.form if conditioning.form in forms else None,

@@ -16,27 +16,32 @@
 - filler: 不 and 無 are discouraged and allowed once a poem (the model used 不 for 6.3% of characters,
   real Tang poets for 2.0%).
 
-Masks are boolean tensors [V] built once per tokenizer (from ``tokenizer.id_to_piece``) and cached, so a
-step costs a few tensor ORs/ANDs per row. A processor never leaves a row without an allowed token: when
+Masks are boolean tensors [V] built once per tokenizer (from ``tokenizer.id_to_piece``, cached by
+``synesthesia.forms.per_tokenizer``), so a step costs a few tensor ORs/ANDs per row, and every row is
+masked through ``synesthesia.forms.restrict``. A processor never leaves a row without an allowed token: when
 the constraints and the logits (e.g. ``-inf`` from earlier processors) leave nothing, it relaxes the
 rhyme, then the tone, then everything, for that position only.
 
-``LineCountProcessor`` (English forms, any tokenizer): forbids ``<eos>`` before the form's line count
+``LineCountProcessor`` (English forms, any tokenizer; it lives in ``synesthesia.forms``): forbids ``<eos>`` before the form's line count
 and forces it after. Metre and rhyme of English forms are checked by the validators (reject-and-rank).
 
 For char-level English models, ``EnglishWordsProcessor`` keeps every word a dictionary word (CMU) and
 keeps out a drama corpus's speaker cues (``HASTINGS:``: capitals only at a word's start, no colon);
 ``SyllableLineProcessor`` does the same and also makes each line exactly its syllable count (haiku).
 BPE tokens do not line up with letters or syllables, so those models get the validators only.
+
+Plugin authors use these through the documented ``synesthesia_poetry.toolkit``.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
+
+from synesthesia.forms import (LineCountProcessor, RowStates, forbid, is_char_level, one_hot,  # noqa: F401
+                               per_tokenizer, restrict, token_line_parts, token_pieces)
 
 from synesthesia_poetry import chinese
 
@@ -81,23 +86,13 @@ class ChineseVocab:
         return mask
 
 
-_VOCAB_CACHE: "weakref.WeakKeyDictionary[Any, ChineseVocab]" = weakref.WeakKeyDictionary()
-_VOCAB_CACHE_BY_ID: dict[int, tuple[Any, ChineseVocab]] = {}
-
-
+@per_tokenizer
 def chinese_vocab(tokenizer) -> ChineseVocab:
     """Build (once per tokenizer) the masks for classical verse from ``tokenizer.id_to_piece``."""
-    try:
-        cached = _VOCAB_CACHE.get(tokenizer)
-    except TypeError:  # not weak-referenceable
-        entry = _VOCAB_CACHE_BY_ID.get(id(tokenizer))
-        cached = entry[1] if entry and entry[0] is tokenizer else None
-    if cached is not None:
-        return cached
     import torch
 
     size = int(tokenizer.vocab_size)
-    pieces = [str(tokenizer.id_to_piece(i)) for i in range(size)]
+    pieces = token_pieces(tokenizer)
     content = torch.zeros(size, dtype=torch.bool)
     ping = torch.zeros(size, dtype=torch.bool)
     ze = torch.zeros(size, dtype=torch.bool)
@@ -124,7 +119,7 @@ def chinese_vocab(tokenizer) -> ChineseVocab:
     for mask in group_masks.values():
         rhymable |= mask
     eos = getattr(tokenizer, "eos_id", None)
-    vocab = ChineseVocab(
+    return ChineseVocab(
         pieces=pieces, content=content, ping=ping, ze=ze, group_masks=group_masks, rhymable=rhymable,
         char_ids=char_ids,
         eos_id=int(eos) if eos is not None else None,
@@ -132,40 +127,10 @@ def chinese_vocab(tokenizer) -> ChineseVocab:
         stop_id=char_ids.get(FULL_STOP, char_ids.get(".")),
         newline_id=char_ids.get(NEWLINE),
     )
-    try:
-        _VOCAB_CACHE[tokenizer] = vocab
-    except TypeError:
-        _VOCAB_CACHE_BY_ID[id(tokenizer)] = (tokenizer, vocab)
-    return vocab
 
 
 # --------------------------------------------------------------------------------------------------
 # Classical verse
-
-
-class RowStates:
-    """Per-row decoding state kept in step with the tokens generated so far. ``sync`` feeds each row's
-    newest token to ``step``; a batch size or length that is not the next step (a new generation, or a
-    processor reused) rebuilds every row from ``new_row()`` and the whole history."""
-
-    def __init__(self, new_row: Callable[[], Any], step: Callable[[Any, int], None]):
-        self.new_row = new_row
-        self.step = step
-        self.rows: list = []
-        self._seen = -1
-
-    def sync(self, generated) -> list:
-        batch, length = int(generated.shape[0]), int(generated.shape[1]) if generated.dim() == 2 else 0
-        if length == 0 or length != self._seen + 1 or len(self.rows) != batch:
-            self.rows = [self.new_row() for _ in range(batch)]
-            for row in range(batch):
-                for tid in generated[row].tolist() if length else []:
-                    self.step(self.rows[row], int(tid))
-        else:
-            for row, tid in enumerate(generated[:, -1].tolist()):
-                self.step(self.rows[row], int(tid))
-        self._seen = length
-        return self.rows
 
 
 @dataclass
@@ -327,11 +292,7 @@ class ClassicalVerseProcessor:
 
     # -- masks ----------------------------------------------------------------------------------
     def _onehot(self, token_id: int):
-        import torch
-
-        mask = torch.zeros_like(self.vocab.content)
-        mask[token_id] = True
-        return mask
+        return one_hot(self.vocab.content, token_id)
 
     def _masks(self, state: _RowState) -> list:
         """Allowed-token masks from strictest to loosest; the first that leaves a token wins."""
@@ -373,9 +334,7 @@ class ClassicalVerseProcessor:
         finite = torch.isfinite(logits)
         for row, state in enumerate(self.tracker.sync(generated)):
             for mask in self._masks(state):
-                allowed = mask & finite[row]
-                if bool(allowed.any()):
-                    logits[row].masked_fill_(~allowed, float("-inf"))
+                if restrict(logits, row, mask, finite):
                     break
                 self.relaxed += 1
             # No mask fitted: leave the row's logits as they are (the unconstrained set).
@@ -387,104 +346,18 @@ class ClassicalVerseProcessor:
         after one use, while anything else remains allowed."""
         if state.done or state.punct:
             return
-        import torch
-
         keyword = self._line_keyword(state)
         if keyword is not None and not state.keyword_placed and not state.keyword_progress:
             logits[row, keyword[0]] += self.keyword_bias
         # A theme character twice is emphasis; four times (花 in every line) is a stutter.
         spent = [k for k, n in state.keyword_uses.items() if n >= MAX_KEYWORD_USES and k not in (keyword or ())]
         if spent:
-            others = torch.isfinite(logits[row])
-            others[spent] = False
-            if bool(others.any()):
-                logits[row, spent] = float("-inf")
+            forbid(logits, row, spent)
         if self.filler_ids:
-            ids = self.filler_ids
             if not state.fillers:
-                logits[row, ids] -= self.filler_penalty
+                logits[row, self.filler_ids] -= self.filler_penalty
                 return
-            others = torch.isfinite(logits[row])
-            others[ids] = False
-            if bool(others.any()):
-                logits[row, ids] = float("-inf")
-
-
-# --------------------------------------------------------------------------------------------------
-# Line count for any tokenizer
-
-
-_PIECE_TEXT_CACHE: dict[int, tuple[Any, list[list[str]]]] = {}
-
-
-def token_line_parts(tokenizer) -> list[list[str]]:
-    """Per token, its decoded text split at line breaks (decoded, so byte-level BPE tokens work too)."""
-    entry = _PIECE_TEXT_CACHE.get(id(tokenizer))
-    if entry is not None and entry[0] is tokenizer:
-        return entry[1]
-    parts = [tokenizer.decode([i]).split("\n") for i in range(int(tokenizer.vocab_size))]
-    _PIECE_TEXT_CACHE[id(tokenizer)] = (tokenizer, parts)
-    return parts
-
-
-class LineCountProcessor:
-    """Exactly ``n_lines`` lines: no ``<eos>`` before the last line has begun, ``<eos>`` once it has ended.
-
-    With ``max_line_chars``, a line that has grown that long is ended: only tokens holding a line break
-    (or ``<eos>`` on the last line) are allowed. Blank lines (stanza breaks) are not counted as lines.
-    """
-
-    def __init__(self, tokenizer, n_lines: int, max_line_chars: int | None = None):
-        import torch
-
-        self.n_lines = n_lines
-        self.max_line_chars = max_line_chars
-        self.eos_id = int(tokenizer.eos_id)
-        self.parts = token_line_parts(tokenizer)
-        self.breaks = torch.tensor([len(p) > 1 for p in self.parts], dtype=torch.bool)  # [V] tokens with "\n"
-        # per row: [finished lines, current line has text, its length]
-        self.tracker = RowStates(lambda: [0, False, 0], self._advance)
-
-    def _advance(self, row: list, token_id: int) -> None:
-        parts = self.parts[token_id] if 0 <= token_id < len(self.parts) else [""]
-        for part in parts[:-1]:
-            if row[1] or part.strip():
-                row[0] += 1
-            row[1], row[2] = False, 0
-        row[1] = row[1] or bool(parts[-1].strip())
-        row[2] += len(parts[-1])
-
-    def _only(self, logits, finite, row: int, allowed) -> bool:
-        allowed = allowed & finite[row]
-        if not bool(allowed.any()):
-            return False
-        logits[row].masked_fill_(~allowed, float("-inf"))
-        return True
-
-    def __call__(self, generated, logits):
-        import torch
-
-        finite = torch.isfinite(logits)
-        for row, (done, open_line, length) in enumerate(self.tracker.sync(generated)):
-            if done >= self.n_lines:
-                eos = torch.zeros_like(self.breaks)
-                eos[self.eos_id] = True
-                self._only(logits, finite, row, eos)
-                continue
-            too_long = self.max_line_chars is not None and open_line and length >= self.max_line_chars
-            if too_long and done == self.n_lines - 1:
-                eos = self.breaks.clone()
-                eos[self.eos_id] = True
-                if self._only(logits, finite, row, eos):
-                    continue
-            elif too_long and self._only(logits, finite, row, self.breaks):
-                continue
-            if done < self.n_lines - 1 or not open_line:
-                others = finite[row].clone()
-                others[self.eos_id] = False
-                if bool(others.any()):
-                    logits[row, self.eos_id] = float("-inf")
-        return logits
+            forbid(logits, row, self.filler_ids)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -505,12 +378,22 @@ class EnglishVocab:
     eos_id: int
     verse_marks: Any  # [V] single characters other than letters and the colon, and <eos>: no byte or control tokens
 
+    def letters_fitting(self, lexicon: "Lexicon", partial: str, budget: int | None = None):
+        """[V] the letters that may follow ``partial`` towards a dictionary word within ``budget`` syllables."""
+        import torch
 
+        mask = torch.zeros_like(self.letter_mask)
+        ok = [i for i, letter in self.letters if lexicon.letter_fits(partial, letter, budget)]
+        if ok:
+            mask[torch.tensor(ok)] = True
+        return mask
+
+
+@per_tokenizer
 def english_vocab(tokenizer) -> EnglishVocab:
     import torch
 
-    size = int(tokenizer.vocab_size)
-    pieces = [str(tokenizer.id_to_piece(i)) for i in range(size)]
+    pieces = token_pieces(tokenizer)
     letter_mask = torch.tensor([p in _LETTERS for p in pieces], dtype=torch.bool)
     return EnglishVocab(
         letters=[(i, p) for i, p in enumerate(pieces) if p in _LETTERS],
@@ -522,10 +405,6 @@ def english_vocab(tokenizer) -> EnglishVocab:
         verse_marks=torch.tensor([(len(p) == 1 and p not in _LETTERS and p != SPEAKER_CUE_MARK) or i == tokenizer.eos_id
                                   for i, p in enumerate(pieces)], dtype=torch.bool),
     )
-
-
-def is_char_level(tokenizer) -> bool:
-    return getattr(tokenizer, "kind", None) == "char"
 
 
 SPEAKER_CUE_MARK = ":"  # "HASTINGS:" in the training text; verse never needs a colon
@@ -635,7 +514,7 @@ class EnglishWordsProcessor:
         self.vocab = english_vocab(tokenizer)
         self.lexicon = english_lexicon()
         self.blank_lines = blank_lines
-        self.pieces = [str(tokenizer.id_to_piece(i)) for i in range(int(tokenizer.vocab_size))]
+        self.pieces = token_pieces(tokenizer)
         self.tracker = RowStates(_WordsRow, lambda row, tid: self._advance(row, self.pieces[tid]))
 
     @staticmethod
@@ -650,19 +529,14 @@ class EnglishWordsProcessor:
         v = self.vocab
         for index, row in enumerate(self.tracker.sync(generated)):
             partial = row.partial
-            letters = torch.zeros_like(v.letter_mask)
-            ok = [i for i, letter in v.letters if self.lexicon.letter_fits(partial, letter)]
-            if ok:
-                letters[torch.tensor(ok)] = True
+            letters = v.letters_fitting(self.lexicon, partial)
             if partial and self.lexicon.word_syllables(partial) is None:
                 allowed = letters  # inside a word that is not finished yet
             else:
                 allowed = v.verse_marks | letters
                 if not self.blank_lines and not row.line_open:
                     allowed = allowed & ~v.newline
-            allowed = allowed & finite[index]
-            if bool(allowed.any()):
-                logits[index].masked_fill_(~allowed, float("-inf"))
+            restrict(logits, index, allowed, finite)
         return logits
 
 
@@ -718,7 +592,7 @@ class SyllableLineProcessor:
         self.targets = tuple(p.syllables for p in self.plans[0])
         self.vocab = english_vocab(tokenizer)
         self.lexicon = english_lexicon()
-        self.pieces = [str(tokenizer.id_to_piece(i)) for i in range(int(tokenizer.vocab_size))]
+        self.pieces = token_pieces(tokenizer)
         self.char_ids = {p: i for i, p in enumerate(self.pieces) if len(p) == 1}
         self.tracker = RowStates(_SyllableRow, lambda row, tid: self._advance(row, self.pieces[tid]))
 
@@ -777,18 +651,12 @@ class SyllableLineProcessor:
     def _queue_mask(self, row: _SyllableRow):
         import torch
 
-        mask = torch.zeros_like(self.vocab.newline)
         token = self.char_ids.get(row.queue[0])
-        if token is not None:
-            mask[token] = True
-        return mask
+        return one_hot(self.vocab.newline, token) if token is not None else torch.zeros_like(self.vocab.newline)
 
     def _allowed(self, row: _SyllableRow):
-        import torch
-
         v = self.vocab
-        eos = torch.zeros_like(v.newline)
-        eos[v.eos_id] = True
+        eos = one_hot(v.newline, v.eos_id)
         plan = self._plan(row)
         if plan is None:
             return eos
@@ -806,11 +674,7 @@ class SyllableLineProcessor:
             # Over budget (a word the lexicon counts otherwise): keep the rhyme, drop the keyword.
             row.keyword_placed = True
             reserve = self._reserve(row, plan)
-        letters = torch.zeros_like(v.letter_mask)
-        budget = target - reserve - row.done
-        ok = [i for i, letter in v.letters if self.lexicon.letter_fits(row.partial, letter, budget)]
-        if ok:
-            letters[torch.tensor(ok)] = True
+        letters = v.letters_fitting(self.lexicon, row.partial, target - reserve - row.done)
         word = self.lexicon.word_syllables(row.partial) if row.partial else 0
         if word is None and row.partial.lower() in (plan.keyword, plan.end_word):
             word = word_syllables(row.partial)  # a placed word the common-word lexicon lacks
@@ -841,7 +705,5 @@ class SyllableLineProcessor:
         for index, row in enumerate(rows):
             if row.plan < 0:
                 row.plan = index
-            allowed = self._allowed(row) & finite[index]
-            if bool(allowed.any()):
-                logits[index].masked_fill_(~allowed, float("-inf"))
+            restrict(logits, index, self._allowed(row), finite)
         return logits

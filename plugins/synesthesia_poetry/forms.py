@@ -7,6 +7,9 @@ sonnets and limericks are planned line by line (exact syllables, rhyme words cho
 theme keywords placed), and the validators check rhyme and metre after.
 Screenplay scenes (Fountain) and story fragments are structured and held to their theme by ``prose``.
 
+Every form here is built from the public form toolkit (``synesthesia_poetry.toolkit``, with the core's
+``synesthesia.forms``), the same pieces a third-party form uses.
+
 Validators take an optional ``request`` (``validate(text, request)``) so that request-dependent forms
 (acrostics, a free-verse stanza shape) can check their options; the pipeline calls ``validate(text)``,
 for which the form's processors already enforce those options.
@@ -20,8 +23,12 @@ from typing import Any, Callable
 
 from synesthesia.components import Conditioning, Form, FormRequest, GenerationRequest, SamplingSettings, Validation
 from synesthesia.errors import ConfigError, SynesthesiaError
+from synesthesia.forms import LineCountProcessor, first_lines, is_char_level, verse_lines
 
 from synesthesia_poetry import chinese, english
+from synesthesia_poetry.toolkit import (ClassicalVerseProcessor, SyllableLineProcessor, VerseShape,
+                                        english_conditioning, english_line_plan, english_words_processors,
+                                        syllable_validator, verse_processors)
 
 # --------------------------------------------------------------------------------------------------
 # Classical Chinese
@@ -113,8 +120,6 @@ def classical_form(spec: ClassicalForm) -> Form:
         return _validation(chinese.analyse(text, spec.n_lines, spec.n_chars))
 
     def processors(tokenizer, request: FormRequest) -> list:
-        from synesthesia_poetry.constraints import ClassicalVerseProcessor
-
         pattern = request.options.get("pattern")
         if pattern:
             chinese.find_pattern(str(pattern), spec.n_lines, spec.n_chars)  # ConfigError-style message if bad
@@ -162,8 +167,6 @@ def cangtou_form() -> Form:
         return _validation(chinese.analyse(text, None, None))
 
     def processors(tokenizer, request: FormRequest) -> list:
-        from synesthesia_poetry.constraints import ClassicalVerseProcessor
-
         heads, n_lines, n_chars = shape(request)
         return [ClassicalVerseProcessor(tokenizer, n_lines, n_chars, heads=heads,
                                         pattern=request.options.get("pattern") or None,
@@ -180,50 +183,7 @@ def cangtou_form() -> Form:
 # English verse
 
 
-def verse_lines(text: str) -> list[str]:
-    return [line.strip() for line in text.strip().splitlines() if line.strip()]
-
-
-def _english_conditioning(form: str, any_language: bool = False) -> Callable[[FormRequest], Conditioning]:
-    def conditioning(request: FormRequest) -> Conditioning:
-        if any_language and any(chinese.is_han(ch) for ch in request.theme):
-            return Conditioning(form=form, keywords=chinese_keywords(request.theme), language="zh",
-                                prefix=str(request.options.get("prefix", "")))
-        keywords = [w for w in re.split(r"[\s,;]+", request.theme.strip()) if w]
-        return Conditioning(form=form, keywords=keywords, language="en",
-                            prefix=str(request.options.get("prefix", "")))
-
-    return conditioning
-
-
-def _first_lines(n: int) -> Callable[[str], str]:
-    def finalize(text: str) -> str:
-        lines = verse_lines(text)
-        return "\n".join(lines[:n]) if len(lines) >= n else text.strip()
-
-    return finalize
-
-
-def english_words_processors(tokenizer, blank_lines: bool = False) -> list:
-    """Dictionary words and no speaker cues, for char-level English models (none for BPE)."""
-    from synesthesia_poetry.constraints import EnglishWordsProcessor, is_char_level
-
-    return [EnglishWordsProcessor(tokenizer, blank_lines=blank_lines)] if is_char_level(tokenizer) else []
-
-
 HAIKU_SYLLABLES = (5, 7, 5)
-VERSE_PLANS = 8  # rhyme-word plans per batch of candidates (row r follows plan r mod 8)
-
-
-@dataclass(frozen=True)
-class VerseShape:
-    """An English verse form for planned decoding: syllables per line (one tuple per plan variant, used in
-    turn), the rhyme scheme (None: unrhymed) and how many theme keywords to place."""
-
-    syllables: tuple[tuple[int, ...], ...]
-    scheme: str | None
-    keywords: int
-
 
 VERSE_SHAPES = {
     "haiku": VerseShape((HAIKU_SYLLABLES,), None, 3),
@@ -231,80 +191,7 @@ VERSE_SHAPES = {
     "sonnet": VerseShape(((10,) * 14,), "ABABCDCDEFEFGG", 4),
 }
 
-
-def english_keywords(request: FormRequest, limit: int) -> list[str]:
-    """The theme's words a line can hold: plain lower-case words, the theme's own first."""
-    return [k for k in request.keywords if re.fullmatch(r"[a-z]+", k)][:limit]
-
-
-def english_line_plan(name: str, request: FormRequest) -> list[dict[str, Any]]:
-    """Which theme keyword each line holds: spread over the poem, the theme's own words first."""
-    shape = VERSE_SHAPES[name]
-    n_lines = len(shape.syllables[0])
-    words = english_keywords(request, shape.keywords)
-    return [{"line": j * n_lines // len(words), "keyword": w} for j, w in enumerate(words)] if words else []
-
-
-def verse_plans(name: str, request: FormRequest, variants: int = VERSE_PLANS) -> list[list[Any]]:
-    """Per candidate row, a ``LinePlan`` per line: syllables, rhyme word (theme words first), keyword."""
-    from synesthesia_poetry.constraints import LinePlan, word_syllables
-
-    shape = VERSE_SHAPES[name]
-    keywords = {p["line"]: p["keyword"] for p in english_line_plan(name, request)}
-    preferred = english_keywords(request, 8)
-    plans = []
-    for variant in range(variants):
-        targets = shape.syllables[variant % len(shape.syllables)]
-        ends: list[str | None] = [None] * len(targets)
-        if shape.scheme:
-            rhymes = english.plan_rhymes(shape.scheme, preferred, variant)
-            taken = {letter: iter(words) for letter, words in rhymes.items()}
-            ends = [next(taken[letter]) for letter in shape.scheme]
-        lines = []
-        for i, target in enumerate(targets):
-            end, keyword = ends[i], keywords.get(i)
-            room = target - (word_syllables(end) if end else 0) - 1
-            if keyword and (keyword == end or word_syllables(keyword) > room):
-                keyword = None
-            # The keyword goes mid-line: half the free syllables before it, half after.
-            after = (room + 1 - word_syllables(keyword)) // 2 if keyword else None
-            lines.append(LinePlan(target, end, keyword, after))
-        plans.append(lines)
-    return plans
-
-
-def planned_verse_processors(name: str) -> Callable[[Any, FormRequest], list]:
-    """Char-level models get planned lines (syllables, rhyme words, theme keywords); others (BPE) the
-    line count, with syllables and rhyme checked after."""
-
-    def processors(tokenizer, request: FormRequest) -> list:
-        from synesthesia_poetry.constraints import LineCountProcessor, SyllableLineProcessor, is_char_level
-
-        n_lines = len(VERSE_SHAPES[name].syllables[0])
-        if is_char_level(tokenizer):
-            return [SyllableLineProcessor(tokenizer, plans=verse_plans(name, request))]
-        return [LineCountProcessor(tokenizer, n_lines, max_line_chars=60)]
-
-    return processors
-
-
-haiku_processors = planned_verse_processors("haiku")
-
-
-def validate_haiku(text: str, request: FormRequest | None = None) -> Validation:
-    lines = verse_lines(text)
-    problems = []
-    if len(lines) != 3:
-        problems.append(f"{len(lines)} lines instead of 3")
-    counts = [english.line_syllables(line) for line in lines[:3]]
-    hits = 0
-    for i, (count, want) in enumerate(zip(counts, HAIKU_SYLLABLES)):
-        if count == want:
-            hits += 1
-        else:
-            problems.append(f"line {i + 1} has {count} syllables instead of {want}")
-    score = 0.3 * (len(lines) == 3) + 0.7 * hits / 3
-    return Validation(ok=not problems, score=round(score, 4), problems=problems)
+validate_haiku = syllable_validator(HAIKU_SYLLABLES)
 
 
 SONNET_SCHEME = "ABABCDCDEFEFGG"
@@ -371,8 +258,6 @@ def validate_acrostic(text: str, request: FormRequest | None = None) -> Validati
 
 
 def acrostic_processors(tokenizer, request: FormRequest) -> list:
-    from synesthesia_poetry.constraints import LineCountProcessor
-
     return english_words_processors(tokenizer) + [
         LineCountProcessor(tokenizer, len(_acrostic_word(request)), max_line_chars=80)]
 
@@ -415,8 +300,6 @@ def validate_free(text: str, request: FormRequest | None = None) -> Validation:
 
 
 def free_processors(tokenizer, request: FormRequest) -> list:
-    from synesthesia_poetry.constraints import LineCountProcessor
-
     shape = _stanza_shape(request)
     lines = sum(shape) if shape else request.options.get("lines")
     return [LineCountProcessor(tokenizer, int(lines))] if lines else []
@@ -470,27 +353,32 @@ from synesthesia_poetry import prose  # noqa: E402
 # Registry
 
 
+ENGLISH_VERSE = (
+    ("haiku", "Haiku: three lines of 5, 7 and 5 syllables", validate_haiku, 128),
+    ("sonnet", "Shakespearean sonnet: 14 lines, ABAB CDCD EFEF GG, iambic pentameter", validate_sonnet, 860),
+    ("limerick", "Limerick: five lines rhyming AABBA", validate_limerick, 290),
+)
+
+
+def english_verse(name: str, description: str, validate: Callable, max_new_tokens: int) -> Form:
+    """A planned English verse form (``VERSE_SHAPES[name]``) from the toolkit's pieces."""
+    shape = VERSE_SHAPES[name]
+    return Form(name=name, description=description, language="en", conditioning=english_conditioning(name),
+                validate=validate, logits_processors=verse_processors(shape), finalize=first_lines(shape.n_lines),
+                max_new_tokens=max_new_tokens, plan=lambda request: english_line_plan(shape, request))
+
+
 def all_forms() -> list[Form]:
     forms = [classical_form(spec) for spec in CLASSICAL] + [cangtou_form()]
+    forms += [english_verse(name, description, validate, max_new_tokens)
+              for name, description, validate, max_new_tokens in ENGLISH_VERSE]
     forms += [
-        Form(name="haiku", description="Haiku: three lines of 5, 7 and 5 syllables", language="en",
-             conditioning=_english_conditioning("haiku"), validate=validate_haiku,
-             logits_processors=haiku_processors, finalize=_first_lines(3), max_new_tokens=128,
-             plan=lambda request: english_line_plan("haiku", request)),
-        Form(name="sonnet", description="Shakespearean sonnet: 14 lines, ABAB CDCD EFEF GG, iambic pentameter",
-             language="en", conditioning=_english_conditioning("sonnet"), validate=validate_sonnet,
-             logits_processors=planned_verse_processors("sonnet"), finalize=_first_lines(14), max_new_tokens=860,
-             plan=lambda request: english_line_plan("sonnet", request)),
-        Form(name="limerick", description="Limerick: five lines rhyming AABBA", language="en",
-             conditioning=_english_conditioning("limerick"), validate=validate_limerick,
-             logits_processors=planned_verse_processors("limerick"), finalize=_first_lines(5), max_new_tokens=290,
-             plan=lambda request: english_line_plan("limerick", request)),
         Form(name="acrostic", description="Acrostic: form_options.word (or the theme) spelt by the first letters",
-             language="en", conditioning=_english_conditioning("acrostic"), validate=validate_acrostic,
+             language="en", conditioning=english_conditioning("acrostic"), validate=validate_acrostic,
              logits_processors=acrostic_processors, finalize=lambda t: "\n".join(verse_lines(t)),
              max_new_tokens=400),
         Form(name="free", description="Free verse; form_options.stanzas=[3,3,2] fixes a stanza shape",
-             language=None, conditioning=_english_conditioning("free", any_language=True), validate=validate_free,
+             language=None, conditioning=english_conditioning("free", any_language=True), validate=validate_free,
              logits_processors=free_processors, finalize=lambda t: t.strip(), max_new_tokens=300),
         prose.screenplay_form(),
         prose.story_form(),
@@ -528,16 +416,12 @@ def regenerate_line(form: Form, text: str, index: int, loaded: Any, request: For
         heads = _cangtou_heads(request) if form.name == "藏头诗" else ""
 
         def make(tokenizer):
-            from synesthesia_poetry.constraints import ClassicalVerseProcessor
-
             return [ClassicalVerseProcessor(tokenizer, len(lines), width, prefix=before, stop_after_line=index,
                                             pattern=report.pattern, rhyme_groups=groups, heads=heads)]
     else:
         before = "\n".join(lines[:index]) + ("\n" if index else "")
 
         def make(tokenizer):
-            from synesthesia_poetry.constraints import LineCountProcessor, SyllableLineProcessor, is_char_level
-
             if form.name == "haiku" and index < 3 and is_char_level(tokenizer):
                 return [SyllableLineProcessor(tokenizer, (HAIKU_SYLLABLES[index],))]
             return english_words_processors(tokenizer) + [LineCountProcessor(tokenizer, 1, max_line_chars=80)]

@@ -70,9 +70,10 @@ class LoadedTransformer:
     def _primer(self, conditioning: Conditioning) -> str:
         """Text the model is prompted with before the poem that is not part of it, from the checkpoint's
         ``meta.primer`` ({"text", "forms"}): a drama-trained model is given a speaker's cue so that it
-        writes that speaker's lines rather than a cue of its own."""
-        primer = dict(self.checkpoint.meta or {}).get("primer") or {}
-        return str(primer.get("text", "")) if conditioning.form in primer.get("forms", []) else ""
+        writes that speaker's lines rather than a cue of its own (also for a form ``like`` a listed one)."""
+        from synesthesia.forms import primer_text
+
+        return primer_text(dict(self.checkpoint.meta or {}).get("primer"), conditioning)
 
     def _prompt_and_processors(self, request: GenerationRequest,
                                with_processors: bool = True) -> tuple[list[int], list[Any]]:
