@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from synesthesia.fileio import swap_into_place
+
 ROOT = Path(__file__).resolve().parents[1]
 FILES = ("model.safetensors", "config.json", "tokenizer.json")
 
@@ -75,14 +77,7 @@ def main(argv=None) -> Path:
         meta["card"] = "MODEL_CARD.md"
         (tmp / "config.json").write_text(json.dumps(config, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         os.chmod(tmp, 0o755)
-        old = None
-        if target.exists():
-            old = target.with_name(f".{args.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        swap_into_place(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -5,13 +5,13 @@ import pytest
 import torch
 
 from synesthesia.checkpoint import (
-    file_sha256,
     load_checkpoint,
     load_optimizer_state,
     load_train_state,
     save_checkpoint,
 )
 from synesthesia.errors import CheckpointError
+from synesthesia.fileio import sha256_file
 from synesthesia.model import GPT, GPTConfig
 from synesthesia.tokenizer import CharTokenizer, control_tokens_for
 
@@ -44,7 +44,7 @@ def test_round_trip_with_tied_weights(tmp_path, tok):
     assert ckpt.meta == {"name": "test"}
     assert ckpt.config == model.config
     assert ckpt.tokenizer.encode(TEXT) == tok.encode(TEXT)
-    assert ckpt.sha256 == file_sha256(path / "model.safetensors") and len(ckpt.sha256) == 64
+    assert ckpt.sha256 == sha256_file(path / "model.safetensors") and len(ckpt.sha256) == 64
     assert torch.equal(logits_of(ckpt.model, tok), logits_of(model, tok))
     # Tied weights stay tied after loading (stored once).
     assert ckpt.model.lm_head.weight.data_ptr() == ckpt.model.transformer.wte.weight.data_ptr()

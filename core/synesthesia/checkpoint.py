@@ -17,7 +17,6 @@ as ``.NAME.old-*`` and ``load_checkpoint`` moves it back.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from synesthesia.errors import CheckpointError
-from synesthesia.fileio import process_alive
+from synesthesia.fileio import fsync_dir, process_alive, sha256_file, swap_into_place
 from synesthesia.tokenizer import TOKENIZER_FILE, load_tokenizer
 
 MODEL_FILE = "model.safetensors"
@@ -57,18 +56,6 @@ class Checkpoint:
     @property
     def has_training_state(self) -> bool:
         return (self.path / OPTIMIZER_FILE).is_file() and (self.path / TRAIN_STATE_FILE).is_file()
-
-    def describe(self) -> dict:
-        """What a manifest records about the model."""
-        return {
-            "path": str(self.path),
-            "sha256": self.sha256,
-            "parameters": sum(p.numel() for p in self.model.parameters()),
-            "tokenizer": type(self.tokenizer).__name__,
-            "vocab_size": self.tokenizer.vocab_size,
-            "config": dataclasses.asdict(self.config),
-            "meta": self.meta,
-        }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -142,8 +129,11 @@ def save_checkpoint(
         for child in tmp.iterdir():
             os.chmod(child, 0o666 & ~umask)  # mkstemp and safetensors leave files private (0600)
             _fsync_file(child)
-        _fsync_dir(tmp)
-        _swap_into_place(tmp, target)
+        fsync_dir(tmp)
+        swap_into_place(tmp, target)
+        # Copies set aside by a save that crashed between its renames are obsolete now.
+        for leftover in target.parent.glob(f".{target.name}.old-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -179,22 +169,7 @@ def _remove_stale_temporaries(target: Path) -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
-def _swap_into_place(tmp: Path, target: Path) -> None:
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-        os.rename(target, old)
-        os.rename(tmp, target)
-        _fsync_dir(target.parent)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, target)
-        _fsync_dir(target.parent)
-    # Copies set aside by a save that crashed between its renames are obsolete now.
-    for leftover in target.parent.glob(f".{target.name}.old-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _recover_interrupted_swap(target: Path) -> None:
+def recover_interrupted_swap(target: Path) -> None:
     """If a save crashed between its two renames, put the previous checkpoint back."""
     if target.exists():
         return
@@ -212,19 +187,6 @@ def _write_json(path: Path, data) -> None:
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _split_tensors(tree: dict, prefix: str = "") -> tuple[dict, dict]:
@@ -283,8 +245,7 @@ def load_checkpoint(directory: str | os.PathLike, device: str = "cpu") -> Checkp
 
     from synesthesia.model import GPT
 
-    path = Path(directory)
-    _recover_interrupted_swap(path)
+    path = model_folder(Path(directory))
     if not path.is_dir():
         raise CheckpointError(f"{path}: checkpoint folder not found; give the folder that holds {MODEL_FILE}")
     config_data = _read_config(path)
@@ -331,9 +292,26 @@ def load_checkpoint(directory: str | os.PathLike, device: str = "cpu") -> Checkp
         config=model_config,
         meta=config_data.get("meta", {}),
         path=path,
-        sha256=file_sha256(weights_path),
+        sha256=sha256_file(weights_path),
         dtype=config_data.get("dtype", "float32"),
     )
+
+
+RUN_MODEL_FOLDERS = ("best", "export", "checkpoint")  # in a training run's out_dir, the first present is the model
+
+
+def model_folder(path: Path) -> Path:
+    """The checkpoint folder ``path`` names: itself, or for a training run's ``out_dir`` (``synesthesia run
+    model.name=runs/mine``) its ``best/`` (the best evaluation's weights, float32), else ``export/``, else
+    ``checkpoint/`` (the last step)."""
+    recover_interrupted_swap(path)
+    if not path.is_dir() or (path / CONFIG_FILE).exists():
+        return path
+    for name in RUN_MODEL_FOLDERS:
+        recover_interrupted_swap(path / name)
+        if (path / name / CONFIG_FILE).is_file():
+            return path / name
+    return path
 
 
 def _read_config(path: Path) -> dict:
@@ -422,11 +400,3 @@ def load_train_state(directory: str | os.PathLike) -> dict:
         except Exception as exc:
             raise CheckpointError(f"{tensor_path}: corrupt ({exc}); resume from an earlier checkpoint") from None
     return _merge_tensors(plain, tensors)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

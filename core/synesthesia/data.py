@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from synesthesia.errors import CorpusError
+from synesthesia.errors import ConfigError, CorpusError
 
 if TYPE_CHECKING:  # torch is imported lazily
     import torch
@@ -61,7 +61,7 @@ def load_documents(
 ) -> list[Document]:
     """Read every source into documents. ``language`` labels documents that carry none of their own."""
     if split not in SPLITS:
-        raise CorpusError(f"data.split must be one of {', '.join(SPLITS)}, got {split!r}")
+        raise ConfigError(f"data.split must be one of {', '.join(SPLITS)}, got {split!r}")
     if not paths:
         raise CorpusError("no corpus given; set data.paths=[corpus.txt] (files, folders or JSONL)")
     documents: list[Document] = []
@@ -217,20 +217,23 @@ def split_train_val(corpus: PackedCorpus, val_fraction: float) -> tuple[PackedCo
 
 
 class WindowSampler:
-    """Draws batches of (x, y) windows [B, T] from a packed corpus, from its own seeded generator.
+    """Draws batches of (x, y) windows [B, T] from a packed corpus, from its own seeded generator
+    (with ``shard=(rank, processes)``, this process's [B / processes, T] rows of each batch).
 
     The generator's state is the whole "data position", so saving and restoring it makes a resumed
     run draw exactly the batches the uninterrupted run would have drawn.
     """
 
     def __init__(self, corpus: PackedCorpus, block_size: int, batch_size: int, mode: str,
-                 seed: int, device: str = "cpu"):
+                 seed: int, device: str = "cpu", shard: tuple[int, int] = (0, 1)):
         import torch
 
         self.block_size = min(block_size, len(corpus) - 1)
         if self.block_size < 1:
             raise CorpusError("corpus split has fewer than 2 tokens; add text or lower data.val_fraction")
         self.batch_size = batch_size
+        # (rank, processes): every process draws the same global batch and keeps its own contiguous rows.
+        self.rank, self.processes = shard
         self.device = device
         self.tokens = corpus.tokens.to(device)
         self.generator = torch.Generator().manual_seed(seed)
@@ -252,6 +255,7 @@ class WindowSampler:
             ix = self._starts[pick]
         else:
             ix = torch.randint(self._last_start + 1, (self.batch_size,), generator=self.generator)
+        ix = ix.chunk(self.processes)[self.rank]  # [B / processes]
         window = self.tokens[ix.to(self.device)[:, None] + self._offsets]  # [B, T+1]
         return window[:, :-1], window[:, 1:]
 

@@ -7,9 +7,12 @@ file in the same folder, is flushed to disk, then renamed over the target with `
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
+import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -81,3 +84,48 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 hex digest of a file, read in 1 MiB blocks (manifests, checkpoints)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Flush a folder's entries (renames into it) to disk, where the platform allows."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def swap_into_place(staging: str | os.PathLike, target: str | os.PathLike, *, aside: str | os.PathLike | None = None,
+                    keep_previous: bool = False) -> Path:
+    """Replace the folder ``target`` by the complete folder ``staging`` with renames, never leaving it half-written.
+
+    A previous ``target`` is first renamed to ``aside`` (default ``.NAME.old-PID-NS`` beside it), then
+    ``staging`` takes its name; the previous one is deleted unless ``keep_previous``. A crash between the two
+    renames leaves the previous folder whole at ``aside`` for the caller's recovery. Returns ``target``."""
+    staging, target = Path(staging), Path(target)
+    if target.exists():
+        old = Path(aside) if aside is not None else target.parent / f".{target.name}.old-{os.getpid()}-{time.time_ns()}"
+        old.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(target, old)
+        os.replace(staging, target)
+        fsync_dir(target.parent)
+        if not keep_previous:
+            shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, target)
+        fsync_dir(target.parent)
+    return target

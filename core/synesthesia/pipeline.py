@@ -37,7 +37,7 @@ from synesthesia.components import (
     Validation,
 )
 from synesthesia.errors import ConfigError, SynesthesiaError
-from synesthesia.fileio import DISK_ERRORS, process_alive, write_atomic, write_json_atomic
+from synesthesia.fileio import DISK_ERRORS, process_alive, sha256_file, swap_into_place, write_atomic, write_json_atomic
 from synesthesia.plugins import Registry, get_registry
 from synesthesia.theme import text_quality, theme_coverage, understand_theme
 
@@ -49,14 +49,6 @@ MANIFEST_FILE = "manifest.json"
 
 # --------------------------------------------------------------------------------------------------
 # Small file helpers
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def sha256_text(text: str) -> str:
@@ -364,19 +356,8 @@ def _stage(run_dir: Path) -> Path:
 def _publish(run_dir: Path, staging: Path, keep_previous_as: Path | None = None) -> Path:
     """Swap the staging folder in as ``artwork/``. The previous one is moved whole to ``keep_previous_as``
     (a run into a folder that already held an artwork), or deleted (``render`` kept a copy already)."""
-    target = run_dir / ARTWORK_DIR
-    if target.exists() and keep_previous_as is not None:
-        keep_previous_as.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(target, keep_previous_as)
-        os.replace(staging, target)
-    elif target.exists():
-        old = run_dir / f".{ARTWORK_DIR}-old-{os.getpid()}-{time.time_ns()}"
-        os.replace(target, old)
-        os.replace(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, target)
-    return target
+    aside = keep_previous_as or run_dir / f".{ARTWORK_DIR}-old-{os.getpid()}-{time.time_ns()}"
+    return swap_into_place(staging, run_dir / ARTWORK_DIR, aside=aside, keep_previous=keep_previous_as is not None)
 
 
 @contextlib.contextmanager

@@ -162,30 +162,30 @@ def _one_line(exc: BaseException) -> str:
 MAX_BLOCK_SIZE = 8192
 
 
+TRAIN_DTYPES = ("auto", "float32", "bfloat16")  # what the forward passes run in (autocast)
+
+
 def validate(cfg) -> None:
-    """Value checks that the schema's types cannot express; raise ConfigError before any work."""
+    """The value checks that the schema's types cannot express and no later step makes, before any work.
+    The model's shape is checked by GPTConfig, data.paths and data.split by load_documents, storage dtypes by
+    the checkpoint's list."""
+    from synesthesia.checkpoint import STORAGE_DTYPES
+    from synesthesia.data import WINDOW_STARTS
+    from synesthesia.model import GPTConfig
 
     def need(ok: bool, message: str) -> None:
         if not ok:
             raise ConfigError(message)
 
-    need(bool(cfg.data.paths), "data.paths is empty; give the corpus, e.g. data.paths=[poems.jsonl]")
-    from synesthesia.data import SPLITS, WINDOW_STARTS
-
-    need(cfg.data.split in SPLITS, f"data.split must be one of {SPLITS}, got {cfg.data.split!r}")
+    GPTConfig(vocab_size=1, **{k: getattr(cfg.model, k) for k in cfg.model})
+    need(cfg.model.block_size <= MAX_BLOCK_SIZE,
+         f"model.block_size must be at most {MAX_BLOCK_SIZE} (attention memory grows with its square), "
+         f"got {cfg.model.block_size}")
     need(cfg.data.window_start in WINDOW_STARTS,
          f"data.window_start must be one of {WINDOW_STARTS}, got {cfg.data.window_start!r}")
     need(0.0 <= cfg.data.val_fraction < 1.0, f"data.val_fraction must be in [0, 1), got {cfg.data.val_fraction}")
     need(cfg.tokenizer.kind in ("char", "bpe"), f"tokenizer.kind must be char or bpe, got {cfg.tokenizer.kind!r}")
     need(cfg.tokenizer.vocab_size >= 300, "tokenizer.vocab_size must be at least 300 (256 bytes + specials)")
-    for name in ("block_size", "n_layer", "n_head", "n_embd"):
-        need(getattr(cfg.model, name) >= 1, f"model.{name} must be a positive integer")
-    need(cfg.model.block_size <= MAX_BLOCK_SIZE,
-         f"model.block_size must be at most {MAX_BLOCK_SIZE} (attention memory grows with its square), "
-         f"got {cfg.model.block_size}")
-    need(cfg.model.n_embd % cfg.model.n_head == 0, "model.n_embd must be divisible by model.n_head")
-    need(0.0 <= cfg.model.dropout < 1.0, "model.dropout must be in [0, 1)")
-    need(cfg.model.pos in ("learned", "rope"), f"model.pos must be learned or rope, got {cfg.model.pos!r}")
     o = cfg.optim
     for name in ("batch_size", "grad_accum", "max_iters"):
         need(getattr(o, name) >= 1, f"optim.{name} must be a positive integer")
@@ -199,9 +199,9 @@ def validate(cfg) -> None:
     need(es.patience is None or es.patience >= 1,
          "early_stopping.patience must be a positive number of evaluations (or null: never stop early)")
     need(es.min_delta >= 0, "early_stopping.min_delta must be >= 0")
-    need(cfg.dtype in ("auto", "float32", "bfloat16"), f"dtype must be auto, float32 or bfloat16, got {cfg.dtype!r}")
-    need(cfg.export_dtype in (None, "float32", "float16", "bfloat16"),
-         f"export_dtype must be float32, float16 or bfloat16, got {cfg.export_dtype!r}")
+    need(cfg.dtype in TRAIN_DTYPES, f"dtype must be one of {', '.join(TRAIN_DTYPES)}, got {cfg.dtype!r}")
+    need(cfg.export_dtype in (None, *STORAGE_DTYPES),
+         f"export_dtype must be one of {', '.join(STORAGE_DTYPES)}, got {cfg.export_dtype!r}")
     need(not (cfg.resume and cfg.init_from), "resume=true and init_from are exclusive: resume continues this "
          "run's own checkpoint, init_from starts a new run from another model")
 
@@ -250,7 +250,404 @@ def learning_rate(step: int, o) -> float:
 
 
 # --------------------------------------------------------------------------------------------------
-# The run
+# Resuming: the saved run's own config, changed only where the command line asks
+
+_FIXED_ON_RESUME = ("model", "tokenizer")  # the checkpoint's model and tokenizer are what they are
+
+
+def resumed_config(cfg, overrides: list[str] | tuple[str, ...] = ()):
+    """The config a ``resume=true`` run continues with: the one saved in ``out_dir/checkpoint`` (its data,
+    length, schedule...), with only the keys the command line set explicitly changed. So
+    ``synesthesia train out_dir=runs/mine resume=true`` needs no other option, and never lengthens a finished
+    run unless ``optim.max_iters`` is given."""
+    from omegaconf import OmegaConf
+
+    from synesthesia.checkpoint import CONFIG_FILE, load_train_state, recover_interrupted_swap
+
+    ckpt_dir = Path(cfg.out_dir) / "checkpoint"
+    recover_interrupted_swap(ckpt_dir)
+    if not (ckpt_dir / CONFIG_FILE).exists():
+        raise CheckpointError(f"{ckpt_dir}: no checkpoint to resume; train without resume=true first")
+    saved = load_train_state(ckpt_dir).get("config")
+    if not isinstance(saved, dict):  # a checkpoint from before configs were saved: the command line is all
+        return cfg
+    baseline = _flatten(OmegaConf.to_container(compose_config(["resume=true"]), resolve=True))
+    asked = {k: v for k, v in _flatten(OmegaConf.to_container(cfg, resolve=True)).items()
+             if k not in ("out_dir", "resume", "overwrite") and baseline.get(k) != v}
+    saved_flat = _flatten(saved)
+    for key, value in asked.items():
+        if key.split(".")[0] in _FIXED_ON_RESUME and saved_flat.get(key) != value:
+            raise ConfigError(f"{key}={value} cannot change when resuming (the checkpoint was trained with "
+                              f"{key}={saved_flat.get(key)}); start a new run with init_from={ckpt_dir} instead")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), saved)
+    except Exception as exc:  # a key this version no longer knows
+        raise ConfigError(f"{ckpt_dir}: its saved config does not fit this version ({_one_line(exc)}); "
+                          "start a new run with init_from instead") from None
+    for key, value in asked.items():
+        OmegaConf.update(merged, key, value, merge=False)
+    merged.out_dir, merged.resume, merged.overwrite = cfg.out_dir, True, False
+    return merged
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value and key != "meta":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+# --------------------------------------------------------------------------------------------------
+# Data-parallel training: ``torchrun --nproc_per_node=N -m synesthesia train ...``
+#
+# Every process draws the same global batch of windows from the same seeded sampler and trains on its
+# own 1/N of the rows (optim.batch_size is the global batch, so N processes follow the loss curve of one);
+# DistributedDataParallel averages the gradients. Evaluation losses are averaged the same way. Only rank 0
+# writes (checkpoints, metrics, plots, the progress bar); every rank resumes from rank 0's checkpoint.
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def mean(self, value):
+        """The mean of a tensor over every process (itself alone without torchrun)."""
+        if self.world_size == 1:
+            return value
+        import torch.distributed as dist
+
+        value = value.clone()
+        dist.all_reduce(value)  # SUM: gloo has no AVG
+        return value / self.world_size
+
+
+def init_distributed(device_name: str) -> tuple[Distributed, str]:
+    """Join the process group torchrun describes (WORLD_SIZE, RANK, LOCAL_RANK): NCCL on GPUs, gloo on CPU."""
+    import os
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(device_name)
+    if world_size == 1:
+        return Distributed(), device
+    import torch
+    import torch.distributed as dist
+
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.startswith("cuda"):
+        device = f"cuda:{local_rank}"
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    return Distributed(rank, world_size), device
+
+
+# --------------------------------------------------------------------------------------------------
+# Setup: data, model, optimizer, samplers, and the resumed state
+
+
+@dataclass
+class Run:
+    """Everything one training run holds while it trains."""
+
+    cfg: Any
+    dist: Distributed
+    device: str
+    autocast_dtype: Any  # torch.bfloat16, or None for plain float32
+    model: Any  # the GPT (what checkpoints store)
+    net: Any  # what trains: the model, compiled and/or wrapped in DistributedDataParallel
+    tokenizer: Any
+    optimizer: Any
+    train_batches: Any  # WindowSampler
+    eval_batches: dict  # split name -> WindowSampler
+    data_state: dict  # fingerprint and split sizes (train_state.json "data")
+    meta: dict
+    state: dict  # the resumed train state; {} for a new run
+    history: list = field(default_factory=list)
+    step: int = 0
+    best_val: float | None = None
+    best_step: int | None = None
+    evals_since_best: int = 0
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.cfg.out_dir)
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.cfg.optim.batch_size * self.cfg.optim.grad_accum * self.train_batches.block_size
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.autocast_dtype).replace("torch.", "") if self.autocast_dtype is not None else "float32"
+
+    def autocast(self):
+        import torch
+
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.split(":")[0], dtype=self.autocast_dtype)
+
+    def best_meta(self) -> dict:
+        best = {"best_step": self.best_step, "best_val_loss": self.best_val} if self.best_step is not None else {}
+        return {**self.meta, **best}
+
+    def patience_spent(self) -> bool:
+        patience = self.cfg.early_stopping.patience
+        return patience is not None and self.evals_since_best >= patience
+
+
+def setup(cfg) -> Run:
+    """Check ``cfg``, load the corpus, build or load the model, restore a resumed run's state."""
+    import torch
+
+    from synesthesia.data import WindowSampler
+
+    validate(cfg)
+    dist, device = init_distributed(cfg.device)
+    need_divisible = cfg.optim.batch_size % dist.world_size
+    if need_divisible:
+        raise ConfigError(f"optim.batch_size ({cfg.optim.batch_size}) is the global batch: it must be divisible by "
+                          f"the {dist.world_size} processes")
+    autocast_dtype = resolve_autocast_dtype(cfg.dtype, device)
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    ckpt_dir = Path(cfg.out_dir) / "checkpoint"
+    if not cfg.resume and not cfg.overwrite and (ckpt_dir / "config.json").exists():
+        raise ConfigError(f"{cfg.out_dir} already holds a training run; continue it with resume=true, or start "
+                          "afresh with overwrite=true (its checkpoint will be replaced), or pick another out_dir")
+    documents, val_documents = _load_corpus(cfg)
+    torch.manual_seed(cfg.seed + dist.rank)  # dropout differs between ranks, as it would between rows
+    model, tokenizer, state = _build_model(cfg, documents, val_documents, dist)
+    train_split, val_split, data_state = _pack(cfg, tokenizer, documents, val_documents)
+    if state and state.get("data", {}).get("fingerprint") != data_state["fingerprint"] and dist.main:
+        warnings.warn("the corpus changed since the checkpoint was written; the resumed run will differ from "
+                      "an uninterrupted one", stacklevel=2)
+    model.to(device)
+    o = cfg.optim
+    optimizer = model.configure_optimizers(o.weight_decay, o.learning_rate, (o.beta1, o.beta2), device.split(":")[0])
+    shard = (dist.rank, dist.world_size)
+    block_size = model.config.block_size
+
+    def sampler(split, seed):
+        return WindowSampler(split, block_size, o.batch_size, cfg.data.window_start, seed, device, shard=shard)
+
+    net = torch.compile(model) if cfg.compile else model
+    if dist.world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(net, device_ids=[device] if device.startswith("cuda") else None)
+    run = Run(cfg=cfg, dist=dist, device=device, autocast_dtype=autocast_dtype, model=model, net=net,
+              tokenizer=tokenizer, optimizer=optimizer, train_batches=sampler(train_split, cfg.seed),
+              eval_batches={name: sampler(split, cfg.seed + 1)
+                            for name, split in (("train", train_split), ("val", val_split)) if split is not None},
+              data_state=data_state, meta=_run_meta(cfg), state=state)
+    if state:
+        _restore(run, ckpt_dir)
+    metrics_path = run.out_dir / "metrics.jsonl"
+    if dist.main:
+        run.history = _restart_metrics(metrics_path, run.step) if state else _fresh_metrics(metrics_path)
+        if not state:
+            _remove_checkpoint_dir(run.out_dir / "best")  # an earlier run's best/ (overwrite=true) is not this one's
+    return run
+
+
+def _load_corpus(cfg) -> tuple[list, list]:
+    from synesthesia.data import load_documents
+
+    d = cfg.data
+    documents = load_documents(d.paths, d.split, d.language, d.encoding)
+    val_documents = load_documents(d.val_paths, d.split, d.language, d.encoding) if d.val_paths else []
+    return documents, val_documents
+
+
+def _build_model(cfg, documents: list, val_documents: list, dist: Distributed):
+    """(model, tokenizer, resumed train state): the run's own checkpoint, a model to fine-tune, or a new one.
+    ``cfg.model`` is set to the model's real shape, so train_state.json describes the checkpoint."""
+    from omegaconf import OmegaConf, open_dict
+
+    from synesthesia.checkpoint import load_checkpoint, load_train_state
+    from synesthesia.data import labels, tokenizer_texts
+    from synesthesia.model import GPT, GPTConfig
+    from synesthesia.tokenizer import control_tokens_for, train_tokenizer
+
+    languages, forms = labels(documents + val_documents)  # the tokenizer learns the training text only
+    state: dict = {}
+    if cfg.resume or cfg.init_from:
+        source = Path(cfg.out_dir) / "checkpoint" if cfg.resume else _resolve_checkpoint(cfg.init_from)
+        loaded = load_checkpoint(source, device="cpu")
+        model, tokenizer = loaded.model, loaded.tokenizer
+        model.train()
+        if cfg.resume:
+            state = load_train_state(source)
+        lacking = [t for t in control_tokens_for(languages, forms) if tokenizer.token_id(t) is None]
+        if lacking and cfg.init_from and dist.main:
+            warnings.warn(f"{cfg.init_from}: its tokenizer lacks control tokens {lacking}; they are left out",
+                          stacklevel=3)
+    else:
+        tokenizer = train_tokenizer(cfg.tokenizer.kind, list(tokenizer_texts(documents)),
+                                    control_tokens_for(languages, forms), vocab_size=cfg.tokenizer.vocab_size,
+                                    min_frequency=cfg.tokenizer.min_frequency)
+        model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, **OmegaConf.to_container(cfg.model)))
+    real = model.config.to_dict()
+    with open_dict(cfg):
+        for key in OmegaConf.to_container(cfg.model):
+            cfg.model[key] = real[key]
+    return model, tokenizer, state
+
+
+def _pack(cfg, tokenizer, documents: list, val_documents: list):
+    from synesthesia.data import pack_documents, split_train_val
+
+    corpus = pack_documents(documents, tokenizer)
+    if val_documents:
+        train_split, val_split = corpus, pack_documents(val_documents, tokenizer)
+        fingerprint = corpus.fingerprint() + val_split.fingerprint()
+    else:
+        train_split, val_split = split_train_val(corpus, cfg.data.val_fraction)
+        fingerprint = corpus.fingerprint()
+    if len(train_split) < 2:
+        raise CorpusError(f"{', '.join(map(str, cfg.data.paths))}: too little text to train on; add text")
+    data_state = {"fingerprint": fingerprint, "train_tokens": len(train_split),
+                  "val_tokens": len(val_split) if val_split is not None else 0}
+    return train_split, val_split, data_state
+
+
+def _run_meta(cfg) -> dict:
+    from omegaconf import OmegaConf
+
+    meta = dict(OmegaConf.to_container(cfg.meta, resolve=True) or {}) if cfg.meta else {}
+    meta.setdefault("trained_by", "synesthesia.train")
+    meta.setdefault("corpus", [str(p) for p in cfg.data.paths])
+    if cfg.init_from:
+        meta.setdefault("init_from", str(cfg.init_from))
+    return meta
+
+
+def _restore(run: Run, ckpt_dir: Path) -> None:
+    """Optimizer moments, step, best-so-far and every RNG of a resumed run."""
+    import torch
+
+    from synesthesia.checkpoint import load_optimizer_state
+
+    state = run.state
+    load_optimizer_state(ckpt_dir, run.optimizer)
+    run.step = int(state["step"])
+    run.best_val, run.best_step = state.get("best_val_loss"), state.get("best_step")
+    run.evals_since_best = int(state.get("evals_since_best", 0))
+    run.train_batches.set_state(state["rng"]["data"])
+    if run.dist.main:  # rank 0's dropout RNG is saved; other ranks keep their own seed
+        torch.set_rng_state(state["rng"]["torch"])
+        if run.device.startswith("cuda") and "cuda" in state["rng"]:
+            torch.cuda.set_rng_state(state["rng"]["cuda"], device=torch.device(run.device))
+
+
+# --------------------------------------------------------------------------------------------------
+# One optimizer step, one evaluation, one checkpoint
+
+
+def train_step(run: Run, lr: float):
+    """Forward and backward over ``grad_accum`` micro-batches, then one optimizer step.
+    Returns this process's summed micro-batch losses (a device tensor: no sync here)."""
+    import torch
+
+    o = run.cfg.optim
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    loss_sum = torch.zeros((), device=run.device)
+    for micro in range(o.grad_accum):
+        x, y = run.train_batches.batch()  # [B/N, T] each: this process's rows of the global batch
+        last = micro == o.grad_accum - 1
+        # DDP averages gradients across processes only on the last micro-batch.
+        sync = nullcontext() if last or run.dist.world_size == 1 else run.net.no_sync()
+        with sync:
+            with run.autocast():
+                _, loss = run.net(x, y)
+            loss_sum += loss.detach().float()
+            (loss / o.grad_accum).backward()
+    if o.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), o.grad_clip)
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return loss_sum
+
+
+def evaluate(run: Run) -> dict:
+    """Mean loss over ``eval_iters`` batches of each split, the same windows every time, averaged over ranks."""
+    import torch
+
+    forward = run.net.module if run.dist.world_size > 1 else run.net  # no gradient sync while evaluating
+    forward.eval()
+    result = {}
+    for name, sampler in run.eval_batches.items():
+        # Reseeded each time: every evaluation sees the same windows, and training's RNG is untouched.
+        sampler.generator.manual_seed(run.cfg.seed + 1)
+        losses = torch.zeros(run.cfg.eval_iters, device=run.device)  # kept on the device: one sync at the end
+        with torch.no_grad():
+            for i in range(run.cfg.eval_iters):
+                x, y = sampler.batch()
+                with run.autocast():
+                    _, loss = forward(x, y)
+                losses[i] = loss.float()
+        result[name] = float(run.dist.mean(losses.mean()).item())
+    forward.train()
+    return result
+
+
+def record_evaluation(run: Run, losses: dict) -> dict:
+    """Track the best validation loss (rewriting best/ on rank 0) and early-stopping patience."""
+    from synesthesia.checkpoint import save_checkpoint
+
+    val_loss = losses.get("val")
+    evaluation = {"step": run.step, "eval_train_loss": losses["train"]}
+    if val_loss is not None:
+        evaluation.update(val_loss=val_loss, val_ppl=math.exp(min(val_loss, 50.0)))
+        if run.best_val is None or val_loss < run.best_val - run.cfg.early_stopping.min_delta:
+            run.best_val, run.best_step, run.evals_since_best = val_loss, run.step, 0
+            evaluation["best"] = True
+            if run.cfg.early_stopping.keep_best and run.dist.main:
+                save_checkpoint(run.out_dir / "best", run.model, run.tokenizer, meta=run.best_meta())
+        else:
+            run.evals_since_best += 1
+    return evaluation
+
+
+def write_checkpoint(run: Run) -> None:
+    """out_dir/checkpoint with everything ``resume=true`` needs (rank 0 only)."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from synesthesia.checkpoint import save_checkpoint
+
+    rng = {"torch": torch.get_rng_state(), "data": run.train_batches.get_state()}
+    if run.device.startswith("cuda"):
+        rng["cuda"] = torch.cuda.get_rng_state(device=torch.device(run.device))
+    train_state = {
+        "step": run.step,
+        "best_val_loss": run.best_val,
+        "best_step": run.best_step,
+        "evals_since_best": run.evals_since_best,
+        "tokens_seen": run.step * run.tokens_per_step,
+        "dtype": run.dtype_name,
+        "processes": run.dist.world_size,
+        "data": run.data_state,
+        "config": OmegaConf.to_container(run.cfg, resolve=True),
+        "rng": rng,
+    }
+    save_checkpoint(run.out_dir / "checkpoint", run.model, run.tokenizer, optimizer=run.optimizer,
+                    train_state=train_state, meta=run.best_meta())
+
+
+# --------------------------------------------------------------------------------------------------
+# The loop
 
 
 @dataclass
@@ -268,278 +665,110 @@ class TrainResult:
     best_val_loss: float | None = None
     best: Path | None = None  # out_dir/best, when kept
     stopped_early: bool = False
+    dtype: str = "float32"  # what the forward passes ran in
 
 
 def main(overrides: list[str] | tuple[str, ...] = ()) -> TrainResult:
-    """Compose ``conf/train.yaml`` with command-line style overrides and train."""
-    return train(compose_config(overrides))
+    """Compose ``conf/train.yaml`` with command-line style overrides and train (``resume=true``: continue the
+    saved run's config, see ``resumed_config``)."""
+    cfg = compose_config(overrides)
+    if cfg.resume:
+        cfg = resumed_config(cfg, overrides)
+    return train(cfg)
 
 
 def train(cfg, on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
     """Train as ``cfg`` (a composed TrainConfig) says. ``on_step(step, record)`` is called after every
     optimizer step with the step's metrics (for progress displays)."""
-    import torch
     from omegaconf import OmegaConf
-
-    from synesthesia.checkpoint import (
-        load_checkpoint,
-        load_optimizer_state,
-        load_train_state,
-        save_checkpoint,
-    )
-    from synesthesia.data import (
-        WindowSampler,
-        labels,
-        load_documents,
-        pack_documents,
-        split_train_val,
-        tokenizer_texts,
-    )
-    from synesthesia.model import GPT, GPTConfig
-    from synesthesia.tokenizer import control_tokens_for, train_tokenizer
 
     if not OmegaConf.is_config(cfg):
         cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg)
-    validate(cfg)
-    device = resolve_device(cfg.device)
-    device_type = device.split(":")[0]
-    autocast_dtype = resolve_autocast_dtype(cfg.dtype, device)
-    if device_type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    out_dir = Path(cfg.out_dir)
-    ckpt_dir = out_dir / "checkpoint"
-    best_dir = out_dir / "best"
-    metrics_path = out_dir / "metrics.jsonl"
-    plot_path = out_dir / "loss.png"
-    o = cfg.optim
-    if not cfg.resume and not cfg.overwrite and (ckpt_dir / "config.json").exists():
-        raise ConfigError(f"{out_dir} already holds a training run; continue it with resume=true, "
-                          "or start afresh with overwrite=true (its checkpoint will be replaced), or pick another out_dir")
-
-    documents = load_documents(cfg.data.paths, cfg.data.split, cfg.data.language, cfg.data.encoding)
-    val_documents = (load_documents(cfg.data.val_paths, cfg.data.split, cfg.data.language, cfg.data.encoding)
-                     if cfg.data.val_paths else [])
-    torch.manual_seed(cfg.seed)
-    state: dict = {}
-    if cfg.resume:
-        if not (ckpt_dir / "config.json").exists() and not any(out_dir.glob(".checkpoint.old-*")):
-            raise CheckpointError(f"{ckpt_dir}: no checkpoint to resume; train without resume=true first")
-        loaded = load_checkpoint(ckpt_dir, device="cpu")
-        state = load_train_state(ckpt_dir)
-        model, tokenizer = loaded.model, loaded.tokenizer
-        model.train()
-    elif cfg.init_from:
-        loaded = load_checkpoint(_resolve_checkpoint(cfg.init_from), device="cpu")
-        model, tokenizer = loaded.model, loaded.tokenizer
-        model.train()
-        languages, forms = labels(documents + val_documents)
-        lacking = [t for t in control_tokens_for(languages, forms) if tokenizer.token_id(t) is None]
-        if lacking:
-            warnings.warn(f"{cfg.init_from}: its tokenizer lacks control tokens {lacking}; they are left out",
-                          stacklevel=2)
-    else:
-        languages, forms = labels(documents + val_documents)
-        tokenizer = train_tokenizer(
-            cfg.tokenizer.kind, list(tokenizer_texts(documents)), control_tokens_for(languages, forms),
-            vocab_size=cfg.tokenizer.vocab_size, min_frequency=cfg.tokenizer.min_frequency,
-        )
-        m = cfg.model
-        model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=m.block_size, n_layer=m.n_layer,
-                              n_head=m.n_head, n_embd=m.n_embd, dropout=m.dropout, bias=m.bias, pos=m.pos))
-    block_size = model.config.block_size
-
-    corpus = pack_documents(documents, tokenizer)
-    if val_documents:
-        train_split, val_split = corpus, pack_documents(val_documents, tokenizer)
-        fingerprint = corpus.fingerprint() + val_split.fingerprint()
-    else:
-        train_split, val_split = split_train_val(corpus, cfg.data.val_fraction)
-        fingerprint = corpus.fingerprint()
-    if len(train_split) < 2:
-        raise CorpusError(f"{', '.join(map(str, cfg.data.paths))}: too little text to train on; add text")
-    if state and state.get("data", {}).get("fingerprint") != fingerprint:
-        warnings.warn("the corpus changed since the checkpoint was written; the resumed run will differ from "
-                      "an uninterrupted one", stacklevel=2)
-
-    model.to(device)
-    optimizer = model.configure_optimizers(o.weight_decay, o.learning_rate, (o.beta1, o.beta2), device_type)
-    train_batches = WindowSampler(train_split, block_size, o.batch_size, cfg.data.window_start, cfg.seed, device)
-    start_step, best_val, best_step, evals_since_best = 0, None, None, 0
-    if state:
-        load_optimizer_state(ckpt_dir, optimizer)
-        start_step = int(state["step"])
-        best_val = state.get("best_val_loss")
-        best_step = state.get("best_step")
-        evals_since_best = int(state.get("evals_since_best", 0))
-        train_batches.set_state(state["rng"]["data"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if device_type == "cuda" and "cuda" in state["rng"]:
-            torch.cuda.set_rng_state(state["rng"]["cuda"], device=torch.device(device))
-    history = _restart_metrics(metrics_path, start_step) if state else _fresh_metrics(metrics_path)
-    compiled = torch.compile(model) if cfg.compile else model
-
-    def autocast():
-        if autocast_dtype is None:
-            return nullcontext()
-        return torch.autocast(device_type=device_type, dtype=autocast_dtype)
-
-    eval_samplers = {
-        name: WindowSampler(split, block_size, o.batch_size, cfg.data.window_start, cfg.seed + 1, device)
-        for name, split in (("train", train_split), ("val", val_split)) if split is not None
-    }
-
-    def evaluate_losses() -> dict:
-        compiled.eval()
-        result = {}
-        for name, sampler in eval_samplers.items():
-            # Reseeded each time: every evaluation sees the same windows, and training's RNG is untouched.
-            sampler.generator.manual_seed(cfg.seed + 1)
-            losses = torch.zeros(cfg.eval_iters, device=device)  # kept on the device: one sync at the end
-            with torch.no_grad():
-                for i in range(cfg.eval_iters):
-                    x, y = sampler.batch()
-                    with autocast():
-                        _, loss = compiled(x, y)
-                    losses[i] = loss.float()
-            result[name] = float(losses.mean().item())
-        compiled.train()
-        return result
-
-    def write_checkpoint(step: int) -> None:
-        rng = {"torch": torch.get_rng_state(), "data": train_batches.get_state()}
-        if device_type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(device=torch.device(device))
-        train_state = {
-            "step": step,
-            "best_val_loss": best_val,
-            "best_step": best_step,
-            "evals_since_best": evals_since_best,
-            "tokens_seen": step * tokens_per_step,
-            "data": {"fingerprint": fingerprint, "train_tokens": len(train_split),
-                     "val_tokens": len(val_split) if val_split is not None else 0},
-            "config": OmegaConf.to_container(cfg, resolve=True),
-            "rng": rng,
-        }
-        save_checkpoint(ckpt_dir, model, tokenizer, optimizer=optimizer, train_state=train_state,
-                        meta=best_meta())
-
-    def best_meta() -> dict:
-        return {**meta, **({"best_step": best_step, "best_val_loss": best_val} if best_step is not None else {})}
-
-    def patience_spent() -> bool:
-        patience = cfg.early_stopping.patience
-        return patience is not None and evals_since_best >= patience
-
-    meta = dict(OmegaConf.to_container(cfg.meta, resolve=True) or {}) if cfg.meta else {}
-    meta.setdefault("trained_by", "synesthesia.train")
-    meta.setdefault("corpus", [str(p) for p in cfg.data.paths])
-    if cfg.init_from:
-        meta.setdefault("init_from", str(cfg.init_from))
-    tokens_per_step = o.batch_size * o.grad_accum * train_batches.block_size
-    progress = _progress_bar(cfg, start_step)
-    last_loss, val_loss = None, None
+    run = setup(cfg)
+    o, main_rank = cfg.optim, run.dist.main
+    metrics_path, plot_path = run.out_dir / "metrics.jsonl", run.out_dir / "loss.png"
+    start_step, last_loss, val_loss, stopped_early = run.step, None, None, False
+    if start_step >= o.max_iters and main_rank and cfg.progress:
+        print(f"{cfg.out_dir} already finished: step {start_step} of optim.max_iters={o.max_iters}; "
+              f"to train longer, pass optim.max_iters=N (more than {start_step})")
+    progress = _progress_bar(cfg, start_step, enabled=main_rank)
     window_tokens, window_start_time = 0, time.perf_counter()
-    run_tokens, run_start_time = 0, time.perf_counter()
-    step = start_step
-    stopped_early = False
-    if not state:
-        _remove_checkpoint_dir(best_dir)  # an earlier run's best/ (overwrite=true) must not be exported
-    compiled.train()
+    run_start_time = time.perf_counter()
     try:
-        while step < o.max_iters:
-            if patience_spent():
+        while run.step < o.max_iters:
+            if run.patience_spent():
                 stopped_early = True
                 break
-            lr = learning_rate(step, o)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            loss_sum = torch.zeros((), device=device)
-            for _ in range(o.grad_accum):
-                x, y = train_batches.batch()
-                with autocast():
-                    _, loss = compiled(x, y)
-                loss_sum += loss.detach().float()
-                (loss / o.grad_accum).backward()
-            if o.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            window_tokens += tokens_per_step
-            run_tokens += tokens_per_step
-            record = None
+            lr = learning_rate(run.step, o)
+            loss_sum = train_step(run, lr)
+            run.step += 1
+            step, record = run.step, None
+            window_tokens += run.tokens_per_step
             if step % cfg.log_interval == 0 or step == o.max_iters:
-                last_loss = loss_sum.item() / o.grad_accum  # one device sync per log line
-                elapsed = time.perf_counter() - window_start_time
-                speed = window_tokens / max(elapsed, 1e-9)
+                last_loss = run.dist.mean(loss_sum).item() / o.grad_accum  # one device sync per log line
+                speed = window_tokens / max(time.perf_counter() - window_start_time, 1e-9)
                 record = {"step": step, "loss": last_loss, "lr": lr, "tokens_per_s": round(speed, 1)}
-                history.append(record)
-                _append_jsonl(metrics_path, record)
+                _log(run, record, metrics_path)
                 progress.set_postfix(loss=f"{last_loss:.4f}", tok_s=f"{speed:,.0f}", refresh=False)
                 window_tokens, window_start_time = 0, time.perf_counter()
             if step % cfg.eval_interval == 0 or step == o.max_iters:
-                losses = evaluate_losses()
+                losses = evaluate(run)
                 val_loss = losses.get("val")
-                evaluation = {"step": step, "eval_train_loss": losses["train"]}
-                if val_loss is not None:
-                    evaluation.update(val_loss=val_loss, val_ppl=math.exp(min(val_loss, 50.0)))
-                    if best_val is None or val_loss < best_val - cfg.early_stopping.min_delta:
-                        best_val, best_step, evals_since_best = val_loss, step, 0
-                        evaluation["best"] = True
-                        if cfg.early_stopping.keep_best:
-                            save_checkpoint(best_dir, model, tokenizer, meta=best_meta())
-                    else:
-                        evals_since_best += 1
-                history.append(evaluation)
-                _append_jsonl(metrics_path, evaluation)
-                _plot_losses(history, plot_path)
-                progress.write(
-                    f"step {step}: train {losses['train']:.4f}"
-                    + (f", val {val_loss:.4f} (ppl {math.exp(min(val_loss, 50.0)):.2f})" if val_loss is not None else "")
-                )
-            if step % cfg.checkpoint_interval == 0 or step == o.max_iters or patience_spent():
-                write_checkpoint(step)
+                _log(run, record_evaluation(run, losses), metrics_path, plot_path)
+                progress.write(f"step {step}: train {losses['train']:.4f}" + (
+                    f", val {val_loss:.4f} (ppl {math.exp(min(val_loss, 50.0)):.2f})" if val_loss is not None else ""))
+            if (step % cfg.checkpoint_interval == 0 or step == o.max_iters or run.patience_spent()) and main_rank:
+                write_checkpoint(run)
             progress.update(1)
             if on_step is not None:
                 on_step(step, record or {"step": step, "lr": lr})
     finally:
         progress.close()
-    if not plot_path.exists():
-        _plot_losses(history, plot_path)
-    if step == start_step and start_step > 0:
-        val_loss = state.get("best_val_loss")
-    if stopped_early and cfg.progress:
-        print(f"early stopping at step {step}: no new best validation loss in {cfg.early_stopping.patience} "
-              f"evaluations (best {best_val:.4f} at step {best_step})")
+    if run.step == start_step and start_step > 0:
+        val_loss = run.state.get("best_val_loss")
+    tokens_per_second = (run.step - start_step) * run.tokens_per_step / max(time.perf_counter() - run_start_time, 1e-9)
+    return finish(run, last_loss, val_loss, tokens_per_second, stopped_early)
+
+
+def _log(run: Run, record: dict, metrics_path: Path, plot_path: Path | None = None) -> None:
+    if not run.dist.main:
+        return
+    run.history.append(record)
+    _append_jsonl(metrics_path, record)
+    if plot_path is not None:
+        _plot_losses(run.history, plot_path)
+
+
+def finish(run: Run, last_loss, val_loss, tokens_per_second: float, stopped_early: bool) -> TrainResult:
+    """Plot, export (rank 0), wait for every process, and say where things are."""
+    from synesthesia.checkpoint import load_checkpoint, save_checkpoint
+
+    cfg, out_dir = run.cfg, run.out_dir
+    ckpt_dir, best_dir = out_dir / "checkpoint", out_dir / "best"
+    metrics_path, plot_path = out_dir / "metrics.jsonl", out_dir / "loss.png"
     best = best_dir if cfg.early_stopping.keep_best and (best_dir / "config.json").exists() else None
-    export = None
-    if cfg.export_dtype:
-        if best is not None:  # the best evaluation's weights, not the last step's
-            best_model = load_checkpoint(best, device="cpu").model
-            export = save_checkpoint(out_dir / "export", best_model, tokenizer, meta=best_meta(),
-                                     dtype=cfg.export_dtype)
-        else:
-            export = save_checkpoint(out_dir / "export", model, tokenizer, meta=meta, dtype=cfg.export_dtype)
-    total_elapsed = time.perf_counter() - run_start_time
-    if cfg.progress:
-        print(f"checkpoint: {ckpt_dir}  metrics: {metrics_path}  loss curve: {plot_path}"
-              + (f"  export: {export}" if export else ""))
-    return TrainResult(
-        out_dir=out_dir,
-        checkpoint=ckpt_dir,
-        step=step,
-        train_loss=last_loss,
-        val_loss=val_loss,
-        tokens_per_second=run_tokens / max(total_elapsed, 1e-9),
-        metrics_path=metrics_path,
-        plot_path=plot_path,
-        export=export,
-        best_step=best_step,
-        best_val_loss=best_val,
-        best=best,
-        stopped_early=stopped_early,
-    )
+    export = out_dir / "export" if cfg.export_dtype else None
+    if run.dist.main:
+        if not plot_path.exists():
+            _plot_losses(run.history, plot_path)
+        if stopped_early and cfg.progress:
+            print(f"early stopping at step {run.step}: no new best validation loss in "
+                  f"{cfg.early_stopping.patience} evaluations (best {run.best_val:.4f} at step {run.best_step})")
+        if export is not None:  # the best evaluation's weights when there are some, else the last step's
+            model = load_checkpoint(best, device="cpu").model if best is not None else run.model
+            save_checkpoint(export, model, run.tokenizer, meta=run.best_meta() if best is not None else run.meta,
+                            dtype=cfg.export_dtype)
+        if cfg.progress:
+            print(f"checkpoint: {ckpt_dir}  metrics: {metrics_path}  loss curve: {plot_path}"
+                  + (f"  export: {export}" if export else ""))
+    if run.dist.world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # rank 0's files are complete before any process returns
+    return TrainResult(out_dir=out_dir, checkpoint=ckpt_dir, step=run.step, train_loss=last_loss, val_loss=val_loss,
+                       tokens_per_second=tokens_per_second, metrics_path=metrics_path, plot_path=plot_path,
+                       export=export, best_step=run.best_step, best_val_loss=run.best_val, best=best,
+                       stopped_early=stopped_early, dtype=run.dtype_name)
 
 
 def _remove_checkpoint_dir(path: Path) -> None:
@@ -560,10 +789,10 @@ def _resolve_checkpoint(name_or_path: str) -> Path:
     return Path(resolve_checkpoint(name_or_path))
 
 
-def _progress_bar(cfg, start_step: int):
+def _progress_bar(cfg, start_step: int, enabled: bool = True):
     from tqdm.auto import tqdm
 
-    return tqdm(total=cfg.optim.max_iters, initial=start_step, disable=not cfg.progress, desc="train",
+    return tqdm(total=cfg.optim.max_iters, initial=start_step, disable=not (cfg.progress and enabled), desc="train",
                 unit="step", dynamic_ncols=True, mininterval=0.5)
 
 
