@@ -78,7 +78,8 @@ def test_svg_parses_and_places_every_character(tmp_path, renderers):
     [path] = renderers["poem_svg"].render(ctx)
     root = ET.parse(path).getroot()
     ns = {"svg": "http://www.w3.org/2000/svg"}
-    assert root.tag == "{http://www.w3.org/2000/svg}svg" and root.get("width") == "1200"
+    assert root.tag == "{http://www.w3.org/2000/svg}svg" and root.get("viewBox") == "0 0 1200 1600"
+    assert root.get("width") is None and root.get("height") is None, "scales to the window, not a fixed size"
     texts = "".join(t.text or "" for t in root.findall(".//svg:text", ns))
     for ch in "月落烏啼霜滿天江楓漁火對愁眠":  # converted to traditional characters
         assert ch in texts
@@ -194,3 +195,56 @@ def test_missing_fonts_give_a_clear_error(tmp_path):
     ctx = context(tmp_path, PageOptions(font=str(latin_only[0].path)))
     with pytest.raises(SynesthesiaError, match="has no glyphs for"):
         layout_pages(ctx, ctx.options)
+
+
+def test_svg_page_fits_a_small_browser_window_whole(tmp_path, renderers):
+    from tests.test_poetry_html import launch_chromium, require_browser
+
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    [path] = renderers["poem_svg"].render(context(tmp_path, PageOptions()))  # a 1200 x 1600 page
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 500, "height": 400})
+            page.goto(path.as_uri())
+            box = page.evaluate("(() => { const r = document.documentElement.getBoundingClientRect();"
+                                " const t = [...document.querySelectorAll('text')].map(e => e.getBoundingClientRect());"
+                                " return {w: r.width, h: r.height, right: Math.max(...t.map(b => b.right)),"
+                                " bottom: Math.max(...t.map(b => b.bottom)), sw: document.documentElement.scrollWidth,"
+                                " sh: document.documentElement.scrollHeight}; })()")
+        finally:
+            browser.close()
+    assert box["right"] <= 500 and box["bottom"] <= 400, f"the page is cropped in the window: {box}"
+    assert box["sw"] <= 500 and box["sh"] <= 400, f"scroll bars: {box}"
+    assert box["bottom"] > 300, f"scaled to fit, not shrunk to nothing: {box}"
+
+
+def test_after_an_edit_the_page_credits_the_hand_not_the_model(tmp_path, renderers):
+    edited = {**MANIFEST, "revision": 2, "revisions": [{"revision": 1, "source": "model"},
+                                                       {"revision": 2, "source": "edit"}]}
+    for name in ("poem_svg", "poem_html", "poem_png"):
+        ctx = context(tmp_path, PageOptions(), name=name)
+        ctx.manifest = edited
+        [path] = renderers[name].render(ctx)
+        if name == "poem_png":
+            from synesthesia_poetry.layout import content_of
+
+            assert content_of(ctx).author.startswith("edited by hand (revision 2)")
+            continue
+        written = path.read_text(encoding="utf-8")
+        assert "edited by hand (revision 2) · first draft: Synesthesia · tang" in written, name
+    model_written = context(tmp_path, PageOptions(), name="model")
+    [path] = renderers["poem_svg"].render(model_written)
+    assert "edited by hand" not in path.read_text(encoding="utf-8")
+
+
+def test_a_long_scene_is_written_page_by_page_by_every_page_renderer(tmp_path, renderers):
+    long_scene = "\n\n".join([SCENE.replace("\n\nCUT TO:", "")] * 12) + "\n\nCUT TO:"
+    for name, suffix in (("poem_svg", ".svg"), ("poem_png", ".png")):
+        ctx = context(tmp_path, PageOptions(width=850, height=1100), text=long_scene, form="screenplay",
+                      language="en", theme="The Lamp", name=name)
+        paths = renderers[name].render(ctx)
+        assert len(paths) >= 2 and [p.name for p in paths] == [f"scene-{i}{suffix}" for i in range(1, len(paths) + 1)]
+        assert sorted(ctx.out_dir.iterdir()) == sorted(paths)

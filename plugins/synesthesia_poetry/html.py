@@ -26,7 +26,7 @@ from synesthesia.fileio import write_atomic
 
 from synesthesia_poetry import chinese
 from synesthesia_poetry.fonts import FontFile, drawable, find_font, font_family, missing_glyphs, system_fonts
-from synesthesia_poetry.layout import PageOptions, content_of, is_vertical, layout_pages
+from synesthesia_poetry.layout import PageOptions, content_of, is_vertical, layout_pages, page_stem
 
 CSS = """
 body { margin: 0; background: %(background)s; color: %(ink)s; font-family: %(family)s; }
@@ -238,5 +238,4 @@ def page_html(ctx, options: PageOptions) -> str:
 
 
 def render_html(ctx) -> list[Path]:
-    stem = "scene" if ctx.form == "screenplay" else "poem"
-    return [write_atomic(Path(ctx.out_dir) / f"{stem}.html", page_html(ctx, ctx.options))]
+    return [write_atomic(Path(ctx.out_dir) / f"{page_stem(ctx.form)}.html", page_html(ctx, ctx.options))]

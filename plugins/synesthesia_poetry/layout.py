@@ -169,13 +169,24 @@ def default_title(text: str, form: str, theme: str, language: str | None) -> str
     return "Untitled"
 
 
-def content_of(ctx: Any, script: str = "as_is") -> Content:
-    body = ctx.text.strip("\n")
-    title = ctx.title or default_title(body, ctx.form, ctx.theme, ctx.language)
+def credit(ctx: Any) -> str:
+    """The page's author line: the model that wrote the text, or, once the artist has edited it
+    (``synesthesia render``; the manifest's last revision is an ``edit``), the artist's hand, with the model's
+    first draft acknowledged."""
     model = ctx.model_name or "unknown model"
     if "/" in model or "\\" in model:  # a checkpoint folder given as a path: its name is enough
         model = Path(model).name or model
-    author = f"Synesthesia · {model}"
+    revisions = (ctx.manifest or {}).get("revisions") or [{}]
+    last = revisions[-1] if isinstance(revisions[-1], dict) else {}
+    if last.get("source") == "edit":
+        return f"edited by hand (revision {last.get('revision', len(revisions))}) · first draft: Synesthesia · {model}"
+    return f"Synesthesia · {model}"
+
+
+def content_of(ctx: Any, script: str = "as_is") -> Content:
+    body = ctx.text.strip("\n")
+    title = ctx.title or default_title(body, ctx.form, ctx.theme, ctx.language)
+    author = credit(ctx)
     # A character no installed font can draw (an emoji in the title) is left out of the page, with a note,
     # rather than losing the whole layout.
     lost = unrenderable(body + title)
@@ -535,6 +546,22 @@ def screenplay_pages(content: Content, options: PageOptions) -> list[Page]:
             y += line_h
         previous = kind
     return pages
+
+
+def page_stem(form: str) -> str:
+    """The file name a page renderer writes: ``scene`` for a screenplay, ``poem`` otherwise."""
+    return "scene" if form == "screenplay" else "poem"
+
+
+def write_pages(ctx: Any, suffix: str, encode: Callable[[Page], bytes | str]) -> list[Path]:
+    """Lay out ``ctx``'s text and write each page, encoded, into ``ctx.out_dir`` (atomically): ``poem.svg``,
+    or ``scene-1.svg``, ``scene-2.svg``… when there are several pages. Returns the paths written."""
+    from synesthesia.fileio import write_atomic
+
+    pages = layout_pages(ctx, ctx.options)
+    stem = page_stem(ctx.form)
+    return [write_atomic(Path(ctx.out_dir) / (f"{stem}{suffix}" if len(pages) == 1 else f"{stem}-{i}{suffix}"),
+                         encode(page)) for i, page in enumerate(pages, start=1)]
 
 
 def layout_pages(ctx: Any, options: PageOptions) -> list[Page]:

@@ -7,9 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from synesthesia.fileio import write_atomic
-
-from synesthesia_poetry.layout import Page, layout_pages, pil_font
+from synesthesia_poetry.layout import Page, pil_font, write_pages
 
 MANIFEST_KEY = "synesthesia-manifest"
 
@@ -37,10 +35,4 @@ def png_bytes(image, manifest: dict[str, Any]) -> bytes:
 
 
 def render_png(ctx) -> list[Path]:
-    pages = layout_pages(ctx, ctx.options)
-    stem = "scene" if ctx.form == "screenplay" else "poem"
-    paths = []
-    for i, page in enumerate(pages):
-        name = f"{stem}.png" if len(pages) == 1 else f"{stem}-{i + 1}.png"
-        paths.append(write_atomic(Path(ctx.out_dir) / name, png_bytes(draw_page(page), ctx.manifest)))
-    return paths
+    return write_pages(ctx, ".png", lambda page: png_bytes(draw_page(page), ctx.manifest))

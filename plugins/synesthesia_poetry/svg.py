@@ -7,10 +7,8 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from synesthesia.fileio import write_atomic
-
 from synesthesia_poetry.fonts import font_family
-from synesthesia_poetry.layout import Page, layout_pages
+from synesthesia_poetry.layout import Page, write_pages
 
 SVG_NS = "http://www.w3.org/2000/svg"
 # Pillow anchors → SVG text-anchor and dominant-baseline.
@@ -33,8 +31,10 @@ def _num(value: float) -> str:
 
 def page_svg(page: Page, manifest: dict | None = None, title: str = "") -> str:
     ET.register_namespace("", SVG_NS)
-    root = ET.Element(f"{{{SVG_NS}}}svg", {"width": str(page.width), "height": str(page.height),
-                                             "viewBox": f"0 0 {page.width} {page.height}"})
+    # No fixed width and height: the page scales to the browser window (or the element it is put in), whole,
+    # at its own proportions; the viewBox gives those proportions and the coordinates.
+    root = ET.Element(f"{{{SVG_NS}}}svg", {"viewBox": f"0 0 {page.width} {page.height}",
+                                             "preserveAspectRatio": "xMidYMid meet"})
     if title:
         ET.SubElement(root, f"{{{SVG_NS}}}title").text = _xml(title)
     if manifest is not None:
@@ -61,10 +61,4 @@ def page_svg(page: Page, manifest: dict | None = None, title: str = "") -> str:
 
 
 def render_svg(ctx) -> list[Path]:
-    pages = layout_pages(ctx, ctx.options)
-    stem = "scene" if ctx.form == "screenplay" else "poem"
-    paths = []
-    for i, page in enumerate(pages):
-        name = f"{stem}.svg" if len(pages) == 1 else f"{stem}-{i + 1}.svg"
-        paths.append(write_atomic(Path(ctx.out_dir) / name, page_svg(page, ctx.manifest, ctx.title or ctx.theme)))
-    return paths
+    return write_pages(ctx, ".svg", lambda page: page_svg(page, ctx.manifest, ctx.title or ctx.theme))
