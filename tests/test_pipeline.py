@@ -297,3 +297,35 @@ def test_the_manifest_says_how_the_theme_was_understood_and_placed(tmp_path):
         assert entry["keyword"] in lines[entry["line"]], (entry, lines)
     chosen = [c for c in manifest["candidates"] if c["text"] == manifest["text"]][0]
     assert chosen["coverage"] > 0 and chosen["loglik"] < 0 and {"filler", "repetition", "quality"} <= set(chosen)
+
+
+def test_render_says_the_edit_breaks_the_form_and_its_path_is_absolute(tmp_path):
+    """Relative folders in, absolute artwork paths out (run and render alike); an edit that breaks the form is
+    named on the terminal (how many problems, the first ones), and the page credits the hand, not the model."""
+    result = run_cli("run", "hydra.run.dir=run", "form=五绝", "theme=秋", "model.name=tang", "generation.candidates=1",
+                     "generation.max_attempts=1", "pipeline.renderers=[poem_svg]", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"artwork: {tmp_path / 'run' / 'artwork'}"
+    (tmp_path / "run" / "artwork" / "text.txt").write_text("the artist's own words\nin English\n", encoding="utf-8")
+    rendered = run_cli("render", "run", cwd=tmp_path)
+    assert rendered.returncode == 0, rendered.stderr
+    manifest = json.loads((tmp_path / "run" / "artwork" / "manifest.json").read_text(encoding="utf-8"))
+    problems = manifest["validation"]["problems"]
+    assert manifest["validation"]["ok"] is False and len(problems) > 3
+    [warning] = [line for line in rendered.stderr.splitlines() if line.startswith("warning:")]
+    assert f"does not obey form '五绝' ({len(problems)} problems): {problems[0]}" in warning
+    assert f"and {len(problems) - 3} more" in warning and "validation.problems" in warning
+    assert rendered.stdout.strip() == (f"revision 2: {tmp_path / 'run' / 'artwork'} (does not obey its form: "
+                                       f"{len(problems)} problem(s), see above)")
+    svg = (tmp_path / "run" / "artwork" / "poem_svg" / "poem.svg").read_text(encoding="utf-8")
+    assert "edited by hand (revision 2) · first draft: Synesthesia · tang" in svg
+
+
+@pytest.mark.parametrize("theme", ["a lighthouse keeper's last night", 'rain, "quiet" [storm] {x} (a=b)',
+                                   "${oc.env:HOME} \\${x} back\\slash'", "秋月, 江雪 ─ «夜»"])
+def test_any_theme_title_or_prompt_a_person_types_runs_as_typed(env_with_plugin, tiny_checkpoint, tmp_path, theme):
+    env, _ = env_with_plugin
+    result = _run(env, tmp_path / "run", tiny_checkpoint, f"theme={theme}", f"title={theme}", f"prompt={theme}")
+    assert result.returncode == 0, result.stderr
+    intent = json.loads((tmp_path / "run" / "artwork" / "manifest.json").read_text(encoding="utf-8"))["intent"]
+    assert intent["theme"] == intent["title"] == intent["prompt"] == theme

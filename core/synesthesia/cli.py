@@ -110,7 +110,10 @@ def render(run_dir: Path, force: bool) -> None:
     from synesthesia.pipeline import render_revision
 
     artwork = render_revision(run_dir, force=force, log=lambda m: click.echo(m, err=True))
-    click.echo(f"revision {artwork.manifest.get('revision')}: {artwork.path}")
+    verdict = artwork.manifest.get("validation") or {}
+    broken = f" (does not obey its form: {len(verdict.get('problems') or [])} problem(s), see above)" \
+        if verdict and not verdict.get("ok") else ""
+    click.echo(f"revision {artwork.manifest.get('revision')}: {artwork.path}{broken}")
 
 
 @cli.command()

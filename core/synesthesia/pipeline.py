@@ -602,8 +602,11 @@ def _render_locked(run_dir: Path, artwork_dir: Path, force: bool, registry: Regi
     except ConfigError:
         verdict = None
     if verdict is not None and not verdict["ok"]:
-        log(f"warning: the text no longer obeys form '{form_name}': {'; '.join(verdict['problems'][:3])} "
-            "(rendered anyway; the manifest records it)")
+        problems = verdict["problems"]
+        more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        log(f"warning: the edited text does not obey form '{form_name}' ({len(problems)} problem"
+            f"{'s' if len(problems) != 1 else ''}): {'; '.join(problems[:3])}{more} (rendered anyway; all of "
+            f"them are in {artwork_dir / MANIFEST_FILE} under validation.problems)")
     new_manifest = {
         **manifest,
         "text": new_text,
