@@ -37,6 +37,9 @@ def register_forms(register):
 
     Call ``register(form)`` with a ``synesthesia.components.Form``: a name, a conditioning recipe, optional
     logits processors that constrain decoding, and a validator that scores whether a text obeys the form.
+    Build them from the form toolkit, the pieces the built-in forms use: ``synesthesia.forms`` (the
+    ``Tokenizer`` protocol, line counts, masking helpers, composable validators, primers) and
+    ``synesthesia_poetry.toolkit`` (syllables, dictionary words, rhyme, 平仄); see ``docs/plugins.md``.
     """
 
 
