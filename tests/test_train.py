@@ -42,7 +42,7 @@ POEMS = [
 TINY = [
     "model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=32", "model.dropout=0.1",
     "optim.batch_size=8", "optim.warmup_iters=3", "log_interval=1", "eval_interval=10", "eval_iters=2",
-    "checkpoint_interval=5", "progress=false", "device=cpu",
+    "checkpoint_interval=5", "progress=false", "device=cpu", "dtype=float32",
 ]
 
 
@@ -270,6 +270,39 @@ def test_fine_tune_from_a_checkpoint_keeps_its_tokenizer(tmp_path, verse):
     assert after.config.n_layer == 1  # the model is the checkpoint's, whatever model.* says
     assert after.tokenizer.decode(after.tokenizer.encode("Zephyr 夜 🌙")) == "Zephyr 夜 🌙"
     assert not torch.equal(after.model.lm_head.weight, before.model.lm_head.weight)
+    saved = json.loads((tuned.checkpoint / "train_state.json").read_text())["config"]["model"]
+    assert saved["n_layer"] == 1 and saved["n_embd"] == 32  # train_state describes the real model
+
+
+def test_resume_takes_the_saved_config_and_never_lengthens_a_run_unasked(tmp_path, verse, capsys):
+    out = tmp_path / "run"
+    first = main([f"data.paths=[{verse}]", f"out_dir={out}", "optim.max_iters=10", *TINY, "progress=true"])
+    assert first.step == 10
+    capsys.readouterr()
+    # The README's command as written: no data.paths, no model options; the finished run stays finished.
+    again = main([f"out_dir={out}", "resume=true"])
+    assert again.step == 10 and "already finished: step 10 of optim.max_iters=10" in capsys.readouterr().out
+    state = json.loads((out / "checkpoint" / "train_state.json").read_text())
+    assert state["step"] == 10 and state["config"]["model"]["n_embd"] == 32 and state["config"]["optim"]["max_iters"] == 10
+    assert state["dtype"]["dtype"] == "float32" and state["dtype"]["reason"] == "set explicitly"
+    # Asked for: train on to step 15 with the saved data, model and schedule.
+    longer = main([f"out_dir={out}", "resume=true", "optim.max_iters=15"])
+    assert longer.step == 15 and max(step_losses(longer.metrics_path)) == 15
+    saved = json.loads((out / "checkpoint" / "train_state.json").read_text())["config"]
+    assert saved["optim"]["max_iters"] == 15 and saved["data"]["paths"] == [str(verse)]
+    with pytest.raises(ConfigError, match="model.n_layer=3 cannot change when resuming"):
+        main([f"out_dir={out}", "resume=true", "model.n_layer=3"])
+    # A training run's folder is a model: its best evaluation's weights.
+    assert load_checkpoint(out).path == out / "best"
+
+
+def test_dtype_auto_records_what_the_hardware_chose(tmp_path, verse):
+    out = tmp_path / "run"
+    result = main([f"data.paths=[{verse}]", f"out_dir={out}", "optim.max_iters=2", *TINY, "dtype=auto"])
+    state = json.loads((out / "checkpoint" / "train_state.json").read_text())
+    assert state["dtype"]["requested"] == "auto" and state["dtype"]["dtype"] in ("float32", "bfloat16")
+    assert state["dtype"]["reason"] and result.dtype == state["dtype"]["dtype"]
+    assert load_checkpoint(out / "checkpoint").meta["train_dtype"] == result.dtype
 
 
 def test_empty_corpus_names_the_path(tmp_path):

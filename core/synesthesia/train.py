@@ -111,7 +111,7 @@ class TrainConfig:
     init_from: Optional[str] = None  # a checkpoint folder (or registered name) to fine-tune
     overwrite: bool = False  # start afresh in an out_dir that already holds a run's checkpoint
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    dtype: str = "auto"  # auto (bf16 autocast on cuda that supports it) | float32 | bfloat16
+    dtype: str = "auto"  # auto (what this hardware trains fastest: synesthesia.hardware) | float32 | bfloat16
     compile: bool = False  # torch.compile the model (cuda)
     seed: int = 1337
     eval_interval: int = 250
@@ -162,15 +162,13 @@ def _one_line(exc: BaseException) -> str:
 MAX_BLOCK_SIZE = 8192
 
 
-TRAIN_DTYPES = ("auto", "float32", "bfloat16")  # what the forward passes run in (autocast)
-
-
 def validate(cfg) -> None:
     """The value checks that the schema's types cannot express and no later step makes, before any work.
     The model's shape is checked by GPTConfig, data.paths and data.split by load_documents, storage dtypes by
     the checkpoint's list."""
     from synesthesia.checkpoint import STORAGE_DTYPES
     from synesthesia.data import WINDOW_STARTS
+    from synesthesia.hardware import check_dtype
     from synesthesia.model import GPTConfig
 
     def need(ok: bool, message: str) -> None:
@@ -199,7 +197,7 @@ def validate(cfg) -> None:
     need(es.patience is None or es.patience >= 1,
          "early_stopping.patience must be a positive number of evaluations (or null: never stop early)")
     need(es.min_delta >= 0, "early_stopping.min_delta must be >= 0")
-    need(cfg.dtype in TRAIN_DTYPES, f"dtype must be one of {', '.join(TRAIN_DTYPES)}, got {cfg.dtype!r}")
+    check_dtype(cfg.dtype, "training")
     need(cfg.export_dtype in (None, *STORAGE_DTYPES),
          f"export_dtype must be one of {', '.join(STORAGE_DTYPES)}, got {cfg.export_dtype!r}")
     need(not (cfg.resume and cfg.init_from), "resume=true and init_from are exclusive: resume continues this "
@@ -223,19 +221,27 @@ def resolve_device(name: str) -> str:
 
 
 def resolve_autocast_dtype(name: str, device: str):
-    """The autocast dtype, or None for plain float32."""
+    """The autocast dtype for a concrete ``name`` (float32 | bfloat16), or None for plain float32."""
     import torch
 
-    device_type = device.split(":")[0]
     if name == "float32":
         return None
-    if name == "bfloat16":
-        if device_type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ConfigError("dtype=bfloat16 but this GPU does not support bf16; use dtype=float32")
-        return torch.bfloat16
-    if device_type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return None  # auto on CPU: float32 (bf16 autocast is optional there: dtype=bfloat16)
+    if device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        raise ConfigError("dtype=bfloat16 but this GPU does not support bf16; use dtype=float32 or dtype=auto")
+    return torch.bfloat16
+
+
+def choose_training_dtype(name: str, device: str, dist: "Distributed") -> dict:
+    """``dtype`` (auto: what this hardware trains fastest, see synesthesia.hardware) as rank 0 decided it, so
+    every process runs the same; the choice with its reason (train_state.json, the checkpoint's meta)."""
+    from synesthesia.hardware import choose_dtype
+
+    choice = [choose_dtype(name, device, "training").to_dict() if dist.main else None]
+    if dist.world_size > 1:
+        import torch.distributed
+
+        torch.distributed.broadcast_object_list(choice, src=0)
+    return choice[0]
 
 
 def learning_rate(step: int, o) -> float:
@@ -360,6 +366,7 @@ class Run:
     cfg: Any
     dist: Distributed
     device: str
+    dtype: dict  # the training dtype: requested, chosen ("dtype"), why (synesthesia.hardware.DtypeChoice)
     autocast_dtype: Any  # torch.bfloat16, or None for plain float32
     model: Any  # the GPT (what checkpoints store)
     net: Any  # what trains: the model, compiled and/or wrapped in DistributedDataParallel
@@ -383,10 +390,6 @@ class Run:
     @property
     def tokens_per_step(self) -> int:
         return self.cfg.optim.batch_size * self.cfg.optim.grad_accum * self.train_batches.block_size
-
-    @property
-    def dtype_name(self) -> str:
-        return str(self.autocast_dtype).replace("torch.", "") if self.autocast_dtype is not None else "float32"
 
     def autocast(self):
         import torch
@@ -416,7 +419,7 @@ def setup(cfg) -> Run:
     if need_divisible:
         raise ConfigError(f"optim.batch_size ({cfg.optim.batch_size}) is the global batch: it must be divisible by "
                           f"the {dist.world_size} processes")
-    autocast_dtype = resolve_autocast_dtype(cfg.dtype, device)
+    dtype = choose_training_dtype(cfg.dtype, device, dist)
     if device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -445,11 +448,12 @@ def setup(cfg) -> Run:
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(net, device_ids=[device] if device.startswith("cuda") else None)
-    run = Run(cfg=cfg, dist=dist, device=device, autocast_dtype=autocast_dtype, model=model, net=net,
+    run = Run(cfg=cfg, dist=dist, device=device, dtype=dtype, autocast_dtype=resolve_autocast_dtype(dtype["dtype"], device),
+              model=model, net=net,
               tokenizer=tokenizer, optimizer=optimizer, train_batches=sampler(train_split, cfg.seed),
               eval_batches={name: sampler(split, cfg.seed + 1)
                             for name, split in (("train", train_split), ("val", val_split)) if split is not None},
-              data_state=data_state, meta=_run_meta(cfg), state=state)
+              data_state=data_state, meta={**_run_meta(cfg), "train_dtype": dtype["dtype"]}, state=state)
     if state:
         _restore(run, ckpt_dir)
     metrics_path = run.out_dir / "metrics.jsonl"
@@ -636,7 +640,7 @@ def write_checkpoint(run: Run) -> None:
         "best_step": run.best_step,
         "evals_since_best": run.evals_since_best,
         "tokens_seen": run.step * run.tokens_per_step,
-        "dtype": run.dtype_name,
+        "dtype": run.dtype,
         "processes": run.dist.world_size,
         "data": run.data_state,
         "config": OmegaConf.to_container(run.cfg, resolve=True),
@@ -768,7 +772,7 @@ def finish(run: Run, last_loss, val_loss, tokens_per_second: float, stopped_earl
     return TrainResult(out_dir=out_dir, checkpoint=ckpt_dir, step=run.step, train_loss=last_loss, val_loss=val_loss,
                        tokens_per_second=tokens_per_second, metrics_path=metrics_path, plot_path=plot_path,
                        export=export, best_step=run.best_step, best_val_loss=run.best_val, best=best,
-                       stopped_early=stopped_early, dtype=run.dtype_name)
+                       stopped_early=stopped_early, dtype=run.dtype["dtype"])
 
 
 def _remove_checkpoint_dir(path: Path) -> None:
