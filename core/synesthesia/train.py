@@ -692,7 +692,7 @@ def train(cfg, on_step: Callable[[int, dict], None] | None = None) -> TrainResul
     o, main_rank = cfg.optim, run.dist.main
     metrics_path, plot_path = run.out_dir / "metrics.jsonl", run.out_dir / "loss.png"
     start_step, last_loss, val_loss, stopped_early = run.step, None, None, False
-    if start_step >= o.max_iters and main_rank and cfg.progress:
+    if start_step >= o.max_iters and main_rank:
         print(f"{cfg.out_dir} already finished: step {start_step} of optim.max_iters={o.max_iters}; "
               f"to train longer, pass optim.max_iters=N (more than {start_step})")
     progress = _progress_bar(cfg, start_step, enabled=main_rank)
