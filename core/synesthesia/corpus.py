@@ -4,9 +4,10 @@
 
 SOURCE is one of
 
-- the npm package ``chinese-poetry`` (``npm pack chinese-poetry`` and untar it; point at the unpacked
-  folder, its ``dist/`` or ``dist/quantangshi/``): the Tang poems ``poet.tang.*.json`` (or the Song poems
-  with ``dynasty="song"``), classified by form from line count × line length;
+- the npm package ``chinese-poetry``: SOURCE ``chinese-poetry`` finds ``./node_modules/chinese-poetry`` (after
+  ``npm install chinese-poetry``), else fetches it once with npm into ``~/.cache/synesthesia/`` (85 MB); or
+  point at an unpacked copy, its ``dist/`` or ``dist/quantangshi/``: the Tang poems ``poet.tang.*.json`` (or
+  the Song poems with ``dynasty="song"``), classified by form from line count × line length;
 - a plain text file (``tinyshakespeare.txt``, a Debian ``fortunes`` file whose entries are separated by
   ``%`` lines, a collection of your poems separated by blank lines);
 - a folder of ``.txt``, ``.md`` and ``.jsonl`` files (the personalisation path; ``.jsonl`` lines are
@@ -104,6 +105,53 @@ def format_poem(lines: Sequence[str]) -> str:
         pair = lines[i : i + 2]
         rows.append(f"{pair[0]}，{pair[1]}。" if len(pair) == 2 else f"{pair[0]}。")
     return "\n".join(rows)
+
+
+CHINESE_POETRY = "chinese-poetry"
+CHINESE_POETRY_VERSION = "2.0.1"  # the npm release the shipped ``tang`` model was trained on
+
+
+def chinese_poetry_folder(log=None) -> Path:
+    """The npm package ``chinese-poetry`` for the source name ``chinese-poetry``: ``./node_modules/chinese-poetry``
+    (``npm install chinese-poetry``), else a copy in the cache, else fetched with ``npm pack`` into the cache
+    (once; unpacked aside and renamed into place, so an interrupted fetch leaves nothing half there)."""
+    import shutil
+    import subprocess
+    import sys
+    import tarfile
+    import tempfile
+
+    installed = Path("node_modules") / CHINESE_POETRY
+    if installed.is_dir():
+        return installed
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "synesthesia"
+    folder = cache / f"{CHINESE_POETRY}-{CHINESE_POETRY_VERSION}"
+    if (folder / "package").is_dir():
+        return folder / "package"
+    how = (f"`npm pack {CHINESE_POETRY}@{CHINESE_POETRY_VERSION}`, untar it and give the folder (or "
+           f"`npm install {CHINESE_POETRY}` here)")
+    npm = shutil.which("npm")
+    if npm is None:
+        raise CorpusError(f"{CHINESE_POETRY}: no such folder, and npm is not installed to fetch it; install npm "
+                          f"(apt-get install npm) and run this again, or {how}")
+    (log or (lambda m: print(m, file=sys.stderr)))(
+        f"fetching the npm package {CHINESE_POETRY}@{CHINESE_POETRY_VERSION} (85 MB, once) into {folder}")
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache, prefix=f".{CHINESE_POETRY}-") as tmp:
+        try:
+            result = subprocess.run([npm, "pack", f"{CHINESE_POETRY}@{CHINESE_POETRY_VERSION}", "--silent"], cwd=tmp,
+                                    capture_output=True, text=True, timeout=1800)
+        except subprocess.TimeoutExpired:
+            raise CorpusError(f"npm took over 30 minutes to fetch {CHINESE_POETRY}; {how}") from None
+        tarballs = list(Path(tmp).glob("*.tgz"))
+        if result.returncode != 0 or not tarballs:
+            said = (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
+            raise CorpusError(f"npm could not fetch {CHINESE_POETRY} ({said}); check the network, or {how}")
+        with tarfile.open(tarballs[0]) as archive:
+            archive.extractall(Path(tmp) / "unpacked", filter="data")
+        if not folder.exists():  # another process may have fetched it meanwhile
+            (Path(tmp) / "unpacked").replace(folder)
+    return folder / "package"
 
 
 def find_chinese_poetry_files(root: Path, dynasty: str = "tang") -> list[Path]:
@@ -357,6 +405,8 @@ def prepare(
     """
     started = time.time()
     source_path = Path(source).expanduser()
+    if str(source) == CHINESE_POETRY and not source_path.exists():
+        source_path = chinese_poetry_folder()
     if not source_path.exists():
         raise CorpusError(f"{source_path}: no such file or folder; give a chinese-poetry folder, a text file or a folder")
     if kind == "auto":
