@@ -15,12 +15,19 @@ import pytest
 import torch
 
 from synesthesia.components import Conditioning, FormRequest, Tokenizer
-from synesthesia.forms import (LineCountProcessor, all_of, forbid, line_count_validator, per_tokenizer, primer_text,
-                               restrict, token_pieces)
+from synesthesia.forms import (
+    LineCountProcessor,
+    all_of,
+    forbid,
+    line_count_validator,
+    per_tokenizer,
+    primer_text,
+    restrict,
+    token_pieces,
+)
 from synesthesia.tokenizer import BPETokenizer, CharTokenizer
 from synesthesia_poetry import toolkit
 from synesthesia_poetry.forms import all_forms
-
 from tests.conftest import make_plugin_dist
 
 REPO = Path(__file__).resolve().parents[1]
@@ -205,7 +212,8 @@ def test_the_plugin_guide_runs_as_written(tmp_path):
     namespace["register_forms"](registered.append)
     [tanka] = registered
     assert tanka.name == "tanka" and tanka.conditioning(FormRequest(theme="sea")).like == "haiku"
-    poem = "An old silent pond\nA frog jumps into the pond\nSplash! Silence again\nThe pond is still and quiet\nA frog is in the water"
+    poem = ("An old silent pond\nA frog jumps into the pond\nSplash! Silence again\n"
+            "The pond is still and quiet\nA frog is in the water")
     assert tanka.validate(poem).ok, tanka.validate(poem).problems
 
     tokenizer = CharTokenizer(list("abcdefghijklmnopqrstuvwxyzSEA \n"))

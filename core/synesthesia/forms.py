@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import functools
 import weakref
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from synesthesia.components import LogitsProcessor, Tokenizer, Validation
 
 __all__ = [
-    "LogitsProcessor", "Tokenizer", "per_tokenizer", "forget_tokenizer", "token_pieces", "token_mask", "one_hot", "restrict", "forbid",
+    "LogitsProcessor", "Tokenizer", "per_tokenizer", "forget_tokenizer", "token_pieces", "token_mask", "one_hot",
+    "restrict", "forbid",
     "RowStates", "is_char_level", "token_line_parts", "LineCountProcessor", "verse_lines", "first_lines",
     "line_count_validator", "all_of", "primer_text",
 ]
@@ -36,7 +38,7 @@ __all__ = [
 # --------------------------------------------------------------------------------------------------
 # Per-tokenizer data, built once
 
-_BY_TOKENIZER: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_BY_TOKENIZER: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
 _BY_ID: dict[int, tuple[Any, dict]] = {}  # tokenizers that cannot be weakly referenced (kept alive)
 
 

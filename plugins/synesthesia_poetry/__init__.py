@@ -4,6 +4,9 @@ Forms: 五绝 七绝 五律 七律 藏头诗 (constrained: line length/count, �
 limerick, acrostic, free verse, screenplay (Fountain), story. Renderers: ``poem_text`` (.txt + .md, and
 .fountain for screenplays), ``poem_html``, ``poem_svg``, ``poem_png``.
 
+The forms are built from the public form toolkit, ``synesthesia_poetry.toolkit`` (with the core's
+``synesthesia.forms``), which third-party form plugins use too (``docs/plugins.md``).
+
 Heavy modules (torch, Pillow, fontTools) are imported only inside the functions that need them.
 """
 
@@ -25,7 +28,6 @@ def register_forms(register):
 @synesthesia.hookimpl
 def register_renderers(register):
     from synesthesia.components import Renderer
-
     from synesthesia_poetry.layout import PageOptions, TextOptions
 
     def lazy(module: str, function: str):

@@ -187,7 +187,7 @@ def key_positions(n_chars: int) -> tuple[int, ...]:
     return tuple(sorted(set(range(1, n_chars - 1, 2)) | {n_chars - 1}))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def standard_patterns(n_lines: int, n_chars: int) -> tuple[TonalPattern, ...]:
     """The four standard patterns for a quatrain (4 lines) or 律诗 (8 lines) of 5 or 7 characters."""
     if n_lines not in (4, 8):

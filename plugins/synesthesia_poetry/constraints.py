@@ -22,8 +22,9 @@ masked through ``synesthesia.forms.restrict``. A processor never leaves a row wi
 the constraints and the logits (e.g. ``-inf`` from earlier processors) leave nothing, it relaxes the
 rhyme, then the tone, then everything, for that position only.
 
-``LineCountProcessor`` (English forms, any tokenizer; it lives in ``synesthesia.forms``): forbids ``<eos>`` before the form's line count
-and forces it after. Metre and rhyme of English forms are checked by the validators (reject-and-rank).
+``LineCountProcessor`` (English forms, any tokenizer; it lives in ``synesthesia.forms``): forbids ``<eos>``
+before the form's line count and forces it after. Metre and rhyme of English forms are checked by the
+validators (reject-and-rank).
 
 For char-level English models, ``EnglishWordsProcessor`` keeps every word a dictionary word (CMU) and
 keeps out a drama corpus's speaker cues (``HASTINGS:``: capitals only at a word's start, no colon);
@@ -37,12 +38,21 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from synesthesia.forms import (LineCountProcessor, RowStates, forbid, is_char_level, one_hot,  # noqa: F401
-                               per_tokenizer, restrict, token_line_parts, token_pieces)
-
+from synesthesia.forms import (  # noqa: F401
+    LineCountProcessor,
+    RowStates,
+    forbid,
+    is_char_level,
+    one_hot,
+    per_tokenizer,
+    restrict,
+    token_line_parts,
+    token_pieces,
+)
 from synesthesia_poetry import chinese
 
 COMMA, FULL_STOP, NEWLINE = "，", "。", "\n"
@@ -378,7 +388,7 @@ class EnglishVocab:
     eos_id: int
     verse_marks: Any  # [V] single characters other than letters and the colon, and <eos>: no byte or control tokens
 
-    def letters_fitting(self, lexicon: "Lexicon", partial: str, budget: int | None = None):
+    def letters_fitting(self, lexicon: Lexicon, partial: str, budget: int | None = None):
         """[V] the letters that may follow ``partial`` towards a dictionary word within ``budget`` syllables."""
         import torch
 
@@ -445,8 +455,8 @@ POETIC_ELISIONS = frozenset(("o'er", "ne'er", "e'er", "'tis", "'twas"))
 def _known_english_word() -> Callable[[str], bool]:
     """A test that drops the clipped words and foreign syllables among wordfreq's common words (comm,
     prost, mong): a word is kept when WordNet knows it (inflections too), when it is very common
-    (among wordfreq's VERY_COMMON_WORDS: the function words WordNet leaves out), or when it is archaic verse (thee, hath, ere).
-    Without WordNet's files every word is kept."""
+    (among wordfreq's VERY_COMMON_WORDS: the function words WordNet leaves out), or when it is archaic verse
+    (thee, hath, ere). Without WordNet's files every word is kept."""
     from wordfreq import top_n_list
 
     from synesthesia import wordnet

@@ -147,9 +147,8 @@ def rhyme_classes() -> dict[str, tuple[str, ...]]:
     Two words of a class rhyme by ``rhymes`` (the validators' test)."""
     from wordfreq import zipf_frequency
 
-    from synesthesia_poetry.constraints import english_lexicon
-
     from synesthesia import wordnet
+    from synesthesia_poetry.constraints import english_lexicon
 
     # Names rhyme too (singh, nora, haitian): an end word must also be a common WordNet word.
     known = wordnet.is_common_word if wordnet.available() else (lambda w: True)

@@ -18,17 +18,24 @@ for which the form's processors already enforce those options.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from synesthesia.components import Conditioning, Form, FormRequest, GenerationRequest, SamplingSettings, Validation
 from synesthesia.errors import ConfigError, SynesthesiaError
 from synesthesia.forms import LineCountProcessor, first_lines, is_char_level, verse_lines
-
 from synesthesia_poetry import chinese, english
-from synesthesia_poetry.toolkit import (ClassicalVerseProcessor, SyllableLineProcessor, VerseShape,
-                                        english_conditioning, english_line_plan, english_words_processors,
-                                        syllable_validator, verse_processors)
+from synesthesia_poetry.toolkit import (
+    ClassicalVerseProcessor,
+    SyllableLineProcessor,
+    VerseShape,
+    english_conditioning,
+    english_line_plan,
+    english_words_processors,
+    syllable_validator,
+    verse_processors,
+)
 
 # --------------------------------------------------------------------------------------------------
 # Classical Chinese
@@ -273,7 +280,8 @@ def _stanza_shape(request: FormRequest | None) -> list[int] | None:
     try:
         sizes = [int(s) for s in shape]
     except (TypeError, ValueError):
-        raise ConfigError(f"form_options.stanzas must be line counts per stanza like [3, 3, 2], got {shape!r}") from None
+        raise ConfigError(
+            f"form_options.stanzas must be line counts per stanza like [3, 3, 2], got {shape!r}") from None
     if not sizes or any(s < 1 for s in sizes):
         raise ConfigError(f"form_options.stanzas must be positive line counts, got {shape!r}")
     return sizes
@@ -344,10 +352,15 @@ def fountain_elements(text: str) -> list[tuple[str, str]]:
 
 
 # Validators, conditioning and the decoding state machine of the prose forms live in ``prose``.
-from synesthesia_poetry.prose import (SENTENCE_END, finalize_screenplay, finalize_story,  # noqa: E402,F401
-                                      screenplay_conditioning, validate_screenplay, validate_story)
 from synesthesia_poetry import prose  # noqa: E402
-
+from synesthesia_poetry.prose import (  # noqa: E402,F401
+    SENTENCE_END,
+    finalize_screenplay,
+    finalize_story,
+    screenplay_conditioning,
+    validate_screenplay,
+    validate_story,
+)
 
 # --------------------------------------------------------------------------------------------------
 # Registry

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from synesthesia.fileio import write_atomic
-
 from synesthesia_poetry.layout import content_of
 
 

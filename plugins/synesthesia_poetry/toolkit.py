@@ -50,17 +50,39 @@ Words: ``english_lexicon()`` (CMU words among common English ones, with syllable
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from synesthesia.components import Conditioning, FormRequest, Validation
-from synesthesia.forms import (LineCountProcessor, LogitsProcessor, RowStates, Tokenizer, all_of,  # noqa: F401
-                               first_lines, forbid, is_char_level, line_count_validator, one_hot, per_tokenizer,
-                               primer_text, restrict, token_mask, token_pieces, verse_lines)
-
+from synesthesia.forms import (  # noqa: F401
+    LineCountProcessor,
+    LogitsProcessor,
+    RowStates,
+    Tokenizer,
+    all_of,
+    first_lines,
+    forbid,
+    is_char_level,
+    line_count_validator,
+    one_hot,
+    per_tokenizer,
+    primer_text,
+    restrict,
+    token_mask,
+    token_pieces,
+    verse_lines,
+)
 from synesthesia_poetry import chinese
-from synesthesia_poetry.constraints import (ClassicalVerseProcessor, EnglishWordsProcessor, Lexicon,  # noqa: F401
-                                            LinePlan, SyllableLineProcessor, english_lexicon, word_syllables)
+from synesthesia_poetry.constraints import (  # noqa: F401
+    ClassicalVerseProcessor,
+    EnglishWordsProcessor,
+    Lexicon,
+    LinePlan,
+    SyllableLineProcessor,
+    english_lexicon,
+    word_syllables,
+)
 from synesthesia_poetry.english import line_syllables, plan_rhymes, rhymes, scheme_accuracy, syllables  # noqa: F401
 
 VERSE_PLANS = 8  # rhyme-word plans per batch of candidates (row r follows plan r mod 8)

@@ -18,9 +18,17 @@ TANKA_SYLLABLES = (5, 7, 5, 7, 7)
 
 def tanka_form() -> Form:
     # Imported here, not at the top: the hook runs at every `synesthesia` start, the toolkit only when used.
-    from synesthesia_poetry.toolkit import (LineCountProcessor, SyllableLineProcessor, VerseShape,
-                                            english_conditioning, english_line_plan, first_lines, is_char_level,
-                                            syllable_validator, verse_plans)
+    from synesthesia_poetry.toolkit import (
+        LineCountProcessor,
+        SyllableLineProcessor,
+        VerseShape,
+        english_conditioning,
+        english_line_plan,
+        first_lines,
+        is_char_level,
+        syllable_validator,
+        verse_plans,
+    )
 
     # Syllables per line (one tuple: every candidate follows it), no rhyme scheme, up to 3 theme words placed.
     shape = VerseShape(syllables=(TANKA_SYLLABLES,), scheme=None, keywords=3)
