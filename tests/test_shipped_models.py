@@ -101,16 +101,19 @@ def test_shakespeare_primer_prompts_a_speaker_for_verse_forms_only():
     loaded = TransformerGenerator().load("shakespeare")
     sonnet, story = forms["sonnet"], forms["story"]
     request = sonnet.conditioning(FormRequest(theme="winter sea"))
-    texts = loaded.generate(GenerationRequest(
+    asked = GenerationRequest(
         conditioning=request, sampling=SamplingSettings(seed=2, max_new_tokens=200), n=3,
-        make_logits_processors=lambda tok: sonnet.logits_processors(tok, FormRequest(theme="winter sea"))))
-    assert loaded.describe()["primer"] == "ROMEO:\n"
+        make_logits_processors=lambda tok: sonnet.logits_processors(tok, FormRequest(theme="winter sea")))
+    texts = loaded.generate(asked)
+    assert loaded.describe_request(asked)["primer"] == "ROMEO:\n" and "primer" not in loaded.describe()
     for text in texts:
         assert not text.startswith("ROMEO") and ":" not in text, text
         assert "\n\n" not in text.strip(), text  # one speech: no blank line that would open another cue
-    loaded.generate(GenerationRequest(conditioning=story.conditioning(FormRequest(theme="sea")),
-                                      sampling=SamplingSettings(seed=2, max_new_tokens=20)))
-    assert loaded.describe()["primer"] is None
+    prose = GenerationRequest(conditioning=story.conditioning(FormRequest(theme="sea")),
+                              sampling=SamplingSettings(seed=2, max_new_tokens=20))
+    loaded.generate(prose)
+    assert loaded.describe_request(prose)["primer"] is None
+    assert loaded.describe_request(asked)["primer"] == "ROMEO:\n"  # of its own request, not of the last one
 
 
 def test_verse_is_the_default_for_english_verse_and_writes_verse_not_drama():

@@ -7,7 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from synesthesia.config import hydra_error_line
 from synesthesia.errors import SynesthesiaError
+
+__all__ = ["generate_streaming", "hydra_error_line", "plugin_listing", "run_hydra_app"]
 
 
 def _searchpath_override(extra: list[str], argv: list[str]) -> list[str]:
@@ -24,14 +27,11 @@ def run_hydra_app(argv: list[str], task: Any = None) -> None:
     from omegaconf import DictConfig, OmegaConf
 
     from synesthesia.config import CONFIG_MODULE, register_configs
-    from synesthesia.plugins import get_registry
-
-    from synesthesia.plugins import option_defaults
+    from synesthesia.plugins import get_registry, option_defaults
 
     registry = get_registry()
     # Every renderer's options with their defaults in the composed config (`--cfg job` shows them).
     register_configs({name: option_defaults(r) for name, r in registry.renderers().items()})
-
 
     def job(cfg: DictConfig) -> Any:
         from hydra.core.hydra_config import HydraConfig
@@ -88,33 +88,6 @@ def run_hydra_app(argv: list[str], task: Any = None) -> None:
             os.environ["HYDRA_FULL_ERROR"] = saved_full_error
 
 
-def hydra_error_line(exc: BaseException) -> str:
-    """One line for what Hydra or OmegaConf rejected (an unknown key, a value of the wrong type, a run
-    folder that cannot be written) instead of their multi-line reports."""
-    import re
-
-    from synesthesia.fileio import DISK_ERRORS
-
-    chain = [exc]
-    while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
-        chain.append(chain[-1].__cause__ or chain[-1].__context__)
-        if len(chain) > 8:
-            break
-    for error in chain:
-        if isinstance(error, OSError) and error.errno in DISK_ERRORS:
-            return (f"cannot write the run folder {error.filename or ''}: {error.strerror}; choose another "
-                    "hydra.run.dir or fix its permissions (nothing was written)").replace("  ", " ")
-    text = " ".join(str(e) for e in chain[:2] if str(e))
-    key = re.search(r"full_key: ([\w.\[\]]+)", text)
-    if re.search(r"Key '[^']+' is not in struct|Could not override '[^']+'", text) and key:
-        return f"unknown setting '{key.group(1)}'; `synesthesia run --cfg job` lists the settings"
-    converted = re.search(r"Value '(.*?)' (?:of type '\w+' )?could not be converted to (\w+)", text)
-    if converted and key:
-        return f"{key.group(1)}: '{converted.group(1)}' is not a valid {converted.group(2).lower()}"
-    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-    return re.sub(r"\s+", " ", first)
-
-
 def _run_log():
     """A run's messages: on stderr, and into the log file Hydra opened in the run folder (``app.log``), which
     thus records the run (what was asked, notes, warnings, the verdict, timings, the artwork or the error).
@@ -168,27 +141,22 @@ def _remove_rejected_run(run_dir: Path, output_subdir: str | None) -> None:
         folder = folder.parent
 
 
-def generate_streaming(*, prompt: str, form_name: str, theme: str, model_name: str, seed: int,
-                       temperature: float, top_k: int, top_p: float, max_tokens: int, constrained: bool) -> str:
-    """Stream one candidate to stdout; report the form's verdict on stderr. Returns the text."""
-    from synesthesia.components import GenerationRequest, SamplingSettings
-    from synesthesia.config import ModelConfig
-    from synesthesia.pipeline import load_generator, plan
+def generate_streaming(overrides: list[str]) -> str:
+    """Stream one candidate to stdout; report the form's verdict on stderr. Returns the text.
 
-    config = {"form": form_name, "theme": theme, "prompt": prompt, "seed": seed,
-              "model": {"generator": "transformer", "name": model_name,
-                        "auto": ModelConfig().auto, "threads": 1},
-              "generation": {"temperature": temperature, "top_k": top_k or None, "top_p": top_p,
-                             "max_new_tokens": max_tokens, "constrained": constrained},
-              "pipeline": {"renderers": []}}
-    plan_ = plan(config)
+    The config is the one ``synesthesia run OVERRIDES`` composes (same defaults, same checks), decoded as
+    a single candidate; no renderer runs."""
+    from synesthesia.components import GenerationRequest
+    from synesthesia.config import compose_run_config
+    from synesthesia.pipeline import load_generator, plan, processors_for
+
+    plan_ = plan(compose_run_config([*overrides, "pipeline.renderers=[]"]))
     loaded = load_generator(plan_)
     form = plan_.form
     request = GenerationRequest(
         conditioning=form.conditioning(plan_.request),
-        sampling=SamplingSettings(**{**plan_.sampling.__dict__}),
-        make_logits_processors=(lambda tok: form.logits_processors(tok, plan_.request))
-        if constrained and form.logits_processors else None,
+        sampling=plan_.sampling,
+        make_logits_processors=processors_for(form, plan_.request, plan_.constrained),
     )
     pieces: list[str] = []
     for piece in loaded.stream(request):

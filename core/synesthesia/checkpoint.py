@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from synesthesia.errors import CheckpointError
-from synesthesia.fileio import fsync_dir, process_alive, sha256_file, swap_into_place
+from synesthesia.fileio import fsync_dir, process_alive, read_json, sha256_file, swap_into_place
 from synesthesia.tokenizer import TOKENIZER_FILE, load_tokenizer
 
 MODEL_FILE = "model.safetensors"
@@ -318,10 +318,7 @@ def _read_config(path: Path) -> dict:
     config_path = path / CONFIG_FILE
     if not config_path.is_file():
         raise CheckpointError(f"{config_path}: missing; the checkpoint is incomplete, re-download or retrain it")
-    try:
-        data = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{config_path}: unreadable JSON ({exc}); re-download or retrain it") from None
+    data = read_json(config_path, CheckpointError, "re-download or retrain it")
     if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
         raise CheckpointError(f"{config_path}: has no 'model' section; this is not a synesthesia checkpoint")
     version = data.get("format_version", FORMAT_VERSION)
@@ -389,10 +386,7 @@ def load_train_state(directory: str | os.PathLike) -> dict:
     json_path, tensor_path = path / TRAIN_STATE_FILE, path / TRAIN_TENSORS_FILE
     if not json_path.is_file():
         raise CheckpointError(f"{json_path}: missing; this checkpoint cannot resume training (use init_from)")
-    try:
-        plain = json.loads(json_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{json_path}: unreadable JSON ({exc}); resume from an earlier checkpoint") from None
+    plain = read_json(json_path, CheckpointError, "resume from an earlier checkpoint")
     tensors = {}
     if tensor_path.is_file():
         try:

@@ -81,25 +81,48 @@ def run(overrides: tuple[str, ...]) -> None:
     run_hydra_app(_hydra_argv(overrides))
 
 
+def _run_default(key: str) -> str:
+    """A ``synesthesia run`` default for an option's help (the structured config is their one source)."""
+    from synesthesia.config import RunConfig
+
+    value: object = RunConfig()
+    for part in key.split("."):
+        value = getattr(value, part)
+    return f"[default: {value}, as for `run`]"
+
+
+# `generate`'s options: each sets one setting of the config `synesthesia run` composes (unset: run's default).
+GENERATE_OPTIONS = {"form_name": "form", "model_name": "model.name", "seed": "seed",
+                    "temperature": "generation.temperature", "top_k": "generation.top_k",
+                    "top_p": "generation.top_p", "repetition_penalty": "generation.repetition_penalty",
+                    "max_tokens": "generation.max_new_tokens"}
+
+
 @cli.command()
 @click.argument("prompt", required=False, default="")
-@click.option("--form", "form_name", default="free", show_default=True, help="Writing form (see `synesthesia plugins`).")
+@click.option("--form", "form_name", default=None,
+              help=f"Writing form (see `synesthesia plugins`) {_run_default('form')}.")
 @click.option("--theme", default=None, help="Theme keywords; defaults to PROMPT.")
-@click.option("--model", "model_name", default="auto", show_default=True, help="Checkpoint name or folder.")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--temperature", default=0.8, show_default=True, type=float)
-@click.option("--top-k", default=40, show_default=True, type=int)
-@click.option("--top-p", default=0.95, show_default=True, type=float)
-@click.option("--max-tokens", default=0, type=int, help="Token budget (0: the form's own).")
+@click.option("--model", "model_name", default=None, help=f"Checkpoint name or folder {_run_default('model.name')}.")
+@click.option("--seed", default=None, type=int, help=_run_default("seed"))
+@click.option("--temperature", default=None, type=float, help=_run_default("generation.temperature"))
+@click.option("--top-k", default=None, type=int, help=_run_default("generation.top_k"))
+@click.option("--top-p", default=None, type=float, help=_run_default("generation.top_p"))
+@click.option("--repetition-penalty", default=None, type=float, help=_run_default("generation.repetition_penalty"))
+@click.option("--max-tokens", default=None, type=int, help="Token budget (0: the form's own).")
 @click.option("--unconstrained", is_flag=True, help="Decode without the form's constraints.")
-def generate(prompt: str, form_name: str, theme: str | None, model_name: str, seed: int, temperature: float,
-             top_k: int, top_p: float, max_tokens: int, unconstrained: bool) -> None:
-    """Write one text quickly and stream it to the terminal (no files written)."""
+def generate(prompt: str, theme: str | None, unconstrained: bool, **options: object) -> None:
+    """Write one text quickly and stream it to the terminal (no files written).
+
+    The settings are those of `synesthesia run` (the same config, defaults and checks); the options change one each.
+    """
     from synesthesia.app import generate_streaming
 
-    generate_streaming(prompt=prompt, form_name=form_name, theme=theme if theme is not None else prompt,
-                       model_name=model_name, seed=seed, temperature=temperature, top_k=top_k, top_p=top_p,
-                       max_tokens=max_tokens, constrained=not unconstrained)
+    overrides = [f"{GENERATE_OPTIONS[name]}={value}" for name, value in options.items() if value is not None]
+    overrides += [f"prompt={prompt}", f"theme={theme if theme is not None else prompt}"]
+    if unconstrained:
+        overrides.append("generation.constrained=false")
+    generate_streaming(overrides)
 
 
 @cli.command()
@@ -144,7 +167,8 @@ def plugins(as_json: bool) -> None:
                 click.echo(f"    {kind}: {', '.join(plugin[kind])}")
         for form in plugin.get("form_details", []):
             aliases = f" (also {', '.join(form['aliases'])})" if form["aliases"] else ""
-            click.echo(f"    form {form['name']}{aliases} [{form['language'] or 'any language'}]: {form['description']}")
+            language = form["language"] or "any language"
+            click.echo(f"    form {form['name']}{aliases} [{language}]: {form['description']}")
         for renderer in plugin.get("renderer_details", []):
             click.echo(f"    renderer {renderer['name']}: {renderer['description']}")
             for option in renderer["options"]:
@@ -185,7 +209,8 @@ def attention(text: str, model_name: str, layer: int | None, head: int | None, o
 
 @cli.command()
 @click.option("--model", "model_name", required=True, help="Checkpoint name or folder.")
-@click.option("--heldout", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Held-out text for perplexity.")
+@click.option("--heldout", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Held-out text for perplexity.")
 @click.option("--references", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Reference texts (one per line) for BLEU.")
 @click.option("--prompts", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -202,7 +227,7 @@ def evaluate(model_name: str, heldout: Path | None, references: Path | None, pro
         if path is None:
             return None
         try:
-            return [l for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+            return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         except UnicodeDecodeError:
             raise SynesthesiaError(f"{path} is not UTF-8 text; give a text file") from None
 

@@ -5,9 +5,12 @@ These are plain dataclasses and protocols with no heavy imports, so that plugin 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+
+from synesthesia.config import GenerationConfig
 
 # --------------------------------------------------------------------------------------------------
 # Decoding constraints
@@ -128,13 +131,15 @@ class Form:
 
 @dataclass
 class SamplingSettings:
-    """How to pick tokens; the fields of the ``generation`` config group."""
+    """How to pick tokens; the fields of the ``generation`` config group, with its defaults (one source:
+    ``synesthesia.config.GenerationConfig``)."""
 
-    temperature: float = 0.8
-    top_k: int | None = 50
-    top_p: float | None = 0.95
-    min_p: float | None = None
-    repetition_penalty: float = 1.0
+    temperature: float = GenerationConfig.temperature
+    top_k: int | None = GenerationConfig.top_k
+    top_p: float | None = GenerationConfig.top_p
+    min_p: float | None = GenerationConfig.min_p
+    repetition_penalty: float = GenerationConfig.repetition_penalty
+    # A concrete budget: a run's generation.max_new_tokens=0 means the form's own, else this.
     max_new_tokens: int = 128
     stop: list[str] = field(default_factory=list)
     seed: int = 0
@@ -158,7 +163,7 @@ class Generator(Protocol):
 
     name: str
 
-    def load(self, model: str | None, device: str = "cpu", dtype: str = "float32") -> "LoadedGenerator":
+    def load(self, model: str | None, device: str = "cpu", dtype: str = "float32") -> LoadedGenerator:
         """Load the named model (checkpoint name or folder) for inference in ``dtype`` ("float32",
         "bfloat16" or "int8"); raise SynesthesiaError if it can't."""
         ...
@@ -166,7 +171,12 @@ class Generator(Protocol):
 
 @runtime_checkable
 class LoadedGenerator(Protocol):
-    """A generator with its model in memory."""
+    """A generator with its model in memory.
+
+    Optional methods the pipeline uses when present: ``score(request, texts) -> list[float]`` (mean
+    log-likelihood per token, to rank candidates) and ``describe_request(request) -> dict`` (what the model
+    made of one request, e.g. the theme words it was conditioned on; merged into the manifest's ``model``).
+    """
 
     def describe(self) -> dict[str, Any]:
         """For the manifest: model name, path, sha256 checksum, parameter count, tokenizer."""

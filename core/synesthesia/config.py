@@ -1,4 +1,6 @@
-"""Structured configs for ``synesthesia run``: the schema Hydra checks overrides against.
+"""Structured configs for ``synesthesia run``: the schema Hydra checks overrides against, and the one
+source of every run default (``conf/*.yaml`` lists only what differs; ``generate``, ``serve`` and
+``installation`` compose the same config as ``run``, see ``compose_run_config``).
 
 An unknown key or a value of the wrong type fails when the config is composed, before any work starts.
 Renderer options are free-form here and validated by each renderer's own pydantic model (also before
@@ -7,9 +9,11 @@ any work starts, see ``synesthesia.pipeline.plan``).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 CONFIG_MODULE = "synesthesia.conf"
 
@@ -75,6 +79,76 @@ class RunConfig:
     renderer: Dict[str, Any] = field(default_factory=dict)
 
 
+def with_defaults(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` (perhaps partial: a test's or a benchmark's ``{"form": ..., "model": {"name": ...}}``) with
+    every key it leaves out taken from ``RunConfig``, as plain values; what it gives is kept as given."""
+    merged = dataclasses.asdict(RunConfig())
+    for key, value in dict(config).items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict) and key in _SECTIONS:
+            merged[key] = {**merged[key], **copy.deepcopy(dict(value))}
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+_SECTIONS = ("model", "generation", "pipeline")
+
+
+def compose_run_config(overrides: list[str] | tuple[str, ...] = (), registry: Any = None) -> dict[str, Any]:
+    """The config ``synesthesia run OVERRIDES`` composes (Hydra, the shipped ``conf/`` and the plugins'
+    config folders), as plain values without the ``hydra`` key. A bad override is one ConfigError line."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from synesthesia.errors import ConfigError
+    from synesthesia.plugins import get_registry, option_defaults
+
+    registry = registry if registry is not None else get_registry()
+    register_configs({name: option_defaults(r) for name, r in registry.renderers().items()})  # as `run` does
+    args = [prepare_override(o, sweep=False) for o in overrides]
+    extra = registry.config_paths()
+    if extra and not any(a.startswith(("hydra.searchpath=", "+hydra.searchpath=")) for a in args):
+        args.append("hydra.searchpath=[" + ",".join(extra) + "]")
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
+            cfg = compose(config_name="config", overrides=args)
+        config = OmegaConf.to_container(cfg, resolve=True)
+    except Exception as exc:  # Hydra's and OmegaConf's errors, whatever their class
+        raise ConfigError(hydra_error_line(exc)) from None
+    finally:
+        GlobalHydra.instance().clear()
+    assert isinstance(config, dict)
+    config.pop("hydra", None)
+    return config  # type: ignore[return-value]
+
+
+def hydra_error_line(exc: BaseException) -> str:
+    """One line for what Hydra or OmegaConf rejected (an unknown key, a value of the wrong type, a run
+    folder that cannot be written) instead of their multi-line reports."""
+    from synesthesia.fileio import DISK_ERRORS
+
+    chain = [exc]
+    while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)  # type: ignore[arg-type]
+        if len(chain) > 8:
+            break
+    for error in chain:
+        if isinstance(error, OSError) and error.errno in DISK_ERRORS:
+            return (f"cannot write the run folder {error.filename or ''}: {error.strerror}; choose another "
+                    "hydra.run.dir or fix its permissions (nothing was written)").replace("  ", " ")
+    text = " ".join(str(e) for e in chain[:2] if str(e))
+    key = re.search(r"full_key: ([\w.\[\]]+)", text)
+    if re.search(r"Key '[^']+' is not in struct|Could not override '[^']+'", text) and key:
+        return f"unknown setting '{key.group(1)}'; `synesthesia run --cfg job` lists the settings"
+    converted = re.search(r"Value '(.*?)' (?:of type '\w+' )?could not be converted to (\w+)", text)
+    if converted and key:
+        return f"{key.group(1)}: '{converted.group(1)}' is not a valid {converted.group(2).lower()}"
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return re.sub(r"\s+", " ", first)
+
+
 def register_configs(renderer_options: dict[str, dict[str, Any]] | None = None) -> None:
     """Store the schema for Hydra. ``renderer_options`` (``{renderer: {option: default}}``, from
     ``synesthesia.plugins.option_defaults``) fills ``renderer``, so ``--cfg job`` shows every option."""
@@ -104,7 +178,7 @@ def prepare_override(arg: str, sweep: bool = True) -> str:
 
 # A value part Hydra's grammar takes as it is; anything else (spaces, apostrophes, brackets, ``$``, CJK…) is
 # quoted, so any theme, title or prompt a person types works.
-_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.:/+@~-]*")
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.:/+@-]*")  # no "~": a value that starts with one is not Hydra syntax
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 # What a person writes in words: never a list, a dict or a sweep function, whatever it starts with.
 FREE_TEXT_KEYS = frozenset({"theme", "prompt", "title"})

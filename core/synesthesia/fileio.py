@@ -15,7 +15,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 
 def _umask_permissions(path: str) -> None:
@@ -59,6 +59,15 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     with atomic_open(path, "wb") as handle:
         handle.write(data.encode("utf-8") if isinstance(data, str) else data)
     return Path(path)
+
+
+def read_json(path: str | os.PathLike, error: Callable[[str], Exception], fix: str, what: str = "JSON") -> Any:
+    """The JSON in a UTF-8 file, or ``error`` raised with one line that says what to do:
+    ``PATH: unreadable JSON (why); FIX`` for a file that is missing, unreadable, not UTF-8 or not JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise error(f"{path}: unreadable {what} ({exc}); {fix}") from None
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any, *, indent: int | None = 2, **dumps_options: Any) -> Path:

@@ -56,9 +56,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -82,7 +83,7 @@ class Abandon(BaseException):
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def _server_error(reply: Any) -> str:
@@ -112,7 +113,7 @@ class Item:
         return {"theme": self.theme, "form": self.form, "source": self.source}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Item":
+    def from_dict(cls, data: dict[str, Any]) -> Item:
         return cls(str(data.get("theme") or ""), data.get("form") or None, str(data.get("source") or "list"))
 
 
@@ -175,7 +176,7 @@ class State:
     owned: list[str] = field(default_factory=list)  # run folders the server made for this loop (--server)
 
     @classmethod
-    def load(cls, path: Path) -> "State":
+    def load(cls, path: Path) -> State:
         if not path.is_file():
             return cls()
         try:
@@ -356,7 +357,7 @@ class MidiOut:
 class Triggers:
     """Themes queued by OSC and HTTP, persisted in the state so a restart keeps them."""
 
-    def __init__(self, loop: "Installation") -> None:
+    def __init__(self, loop: Installation) -> None:
         self.loop = loop
         self.servers: list[Any] = []
 
@@ -474,30 +475,9 @@ class Triggers:
 
 def compose_config(overrides: list[str], registry: Any) -> dict[str, Any]:
     """The run config ``synesthesia run OVERRIDES`` would compose, as plain values."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    from synesthesia.config import compose_run_config
 
-    from synesthesia.config import CONFIG_MODULE, prepare_override, register_configs
-
-    register_configs()
-    args = [prepare_override(o) for o in overrides]
-    extra = registry.config_paths()
-    if extra and not any(a.startswith(("hydra.searchpath=", "+hydra.searchpath=")) for a in args):
-        args.append("hydra.searchpath=[" + ",".join(extra) + "]")
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
-            cfg = compose(config_name="config", overrides=args)
-        config = OmegaConf.to_container(cfg, resolve=True)
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(f"bad override: {str(exc).splitlines()[0]}") from None
-    finally:
-        GlobalHydra.instance().clear()
-    config.pop("hydra", None)
-    return config
+    return compose_run_config(overrides, registry)
 
 
 def run_size(path: Path) -> int:
@@ -517,10 +497,10 @@ def apply_retention(artworks: Path, keep: int, max_bytes: int, log: Callable[[st
     server for it) beyond ``keep`` or ``max_bytes``; the newest is always kept. Each is renamed to a hidden
     name first, so readers never see half of it. Folder names start with their UTC time, so they sort."""
     mine = set(owned or [])
-    runs = sorted(((p.name[:15], int(m.group(1)) if (m := RUN_NAME.match(p.name)) else 0), p)
-                  for p in artworks.iterdir()
-                  if (RUN_NAME.match(p.name) or p.name in mine) and p.is_dir() and not p.is_symlink())
-    runs = [p for _, p in runs]
+    ordered = sorted(((p.name[:15], int(m.group(1)) if (m := RUN_NAME.match(p.name)) else 0), p)
+                     for p in artworks.iterdir()
+                     if (RUN_NAME.match(p.name) or p.name in mine) and p.is_dir() and not p.is_symlink())
+    runs = [p for _, p in ordered]
     doomed: list[Path] = []
     if keep > 0 and len(runs) > keep:
         doomed, runs = runs[:-keep], runs[-keep:]
@@ -651,7 +631,7 @@ class Installation:
                 state.position = (state.position + 1) % len(items)
             seq = state.next_seq
             state.next_seq += 1
-            run = f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}-i{seq:06d}"
+            run = f"{_dt.datetime.now(_dt.UTC).strftime('%Y%m%d-%H%M%S')}-i{seq:06d}"
             state.current = {"seq": seq, "run": run, "seed": self.seed + seq, **item.to_dict()}
             state.save(self.state_path)
             return state.current
@@ -756,7 +736,7 @@ class Installation:
     def publish(self, seq: int, run: str, artwork: Any) -> None:
         text = artwork.text.strip("\n")
         self.osc.send("/artwork/text", text)
-        for index, line in enumerate(l for l in text.splitlines() if l.strip()):
+        for index, line in enumerate(line for line in text.splitlines() if line.strip()):
             self.osc.send("/artwork/line", index, line)
         for name, entry in (artwork.manifest.get("renderers") or {}).items():
             if entry.get("error"):
@@ -851,7 +831,8 @@ class Installation:
 def installation(artworks: Path, themes: tuple[str, ...], themes_file: Path | None, form: str | None, every: float,
                  count: int, seed: int, osc_out: tuple[str, ...], osc_prefix: str, osc_in: int | None,
                  http_port: int | None, listen: str, api_key: str | None, midi_port: str | None,
-                 midi_api: str | None, osc_live_notes: bool, midi_speed: float, server: str | None, server_key: str | None, keep: int,
+                 midi_api: str | None, osc_live_notes: bool, midi_speed: float, server: str | None,
+                 server_key: str | None, keep: int,
                  max_mb: float, overrides: tuple[str, ...]) -> None:
     """Run unattended: one artwork every N seconds from a theme list, a file, OSC or HTTP triggers.
 

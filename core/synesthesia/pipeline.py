@@ -23,7 +23,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from synesthesia import __version__
 from synesthesia.components import (
@@ -37,7 +37,15 @@ from synesthesia.components import (
     Validation,
 )
 from synesthesia.errors import ConfigError, SynesthesiaError
-from synesthesia.fileio import DISK_ERRORS, process_alive, sha256_file, swap_into_place, write_atomic, write_json_atomic
+from synesthesia.fileio import (
+    DISK_ERRORS,
+    process_alive,
+    read_json,
+    sha256_file,
+    swap_into_place,
+    write_atomic,
+    write_json_atomic,
+)
 from synesthesia.plugins import Registry, get_registry
 from synesthesia.theme import text_quality, theme_coverage, understand_theme
 
@@ -115,9 +123,13 @@ def check_device(device: str) -> None:
 
 
 def plan(config: Mapping[str, Any], registry: Registry | None = None) -> Plan:
-    """Check the whole config against the registered plugins; raise ConfigError before any work."""
+    """Check the whole config against the registered plugins; raise ConfigError before any work.
+
+    A partial config (a test's, a benchmark's) gets ``synesthesia run``'s defaults for what it leaves out."""
+    from synesthesia.config import with_defaults
+
     registry = registry or get_registry()
-    cfg = dict(config)
+    cfg = with_defaults(config)
     form = registry.form(str(cfg.get("form", "free")))
     for key in ("theme", "prompt", "title"):
         try:
@@ -147,13 +159,13 @@ def plan(config: Mapping[str, Any], registry: Registry | None = None) -> Plan:
                           f"available: {', '.join(sorted(registry.renderers()))}")
     validated = [(r, _validated_options(r, renderer_options.get(r.name))) for r in renderers]
     gen = dict(cfg.get("generation") or {})
-    max_new = int(gen.get("max_new_tokens") or 0) or int(form.max_new_tokens or 128)
+    max_new = int(gen.get("max_new_tokens") or 0) or int(form.max_new_tokens or SamplingSettings.max_new_tokens)
     sampling = SamplingSettings(
-        temperature=float(gen.get("temperature", 0.8)),
-        top_k=gen.get("top_k"),
-        top_p=gen.get("top_p"),
-        min_p=gen.get("min_p"),
-        repetition_penalty=float(gen.get("repetition_penalty", 1.0)),
+        temperature=gen["temperature"],
+        top_k=gen["top_k"],
+        top_p=gen["top_p"],
+        min_p=gen["min_p"],
+        repetition_penalty=gen["repetition_penalty"],
         max_new_tokens=max_new,
         stop=list(gen.get("stop") or []) + list(form.stop),
         seed=int(cfg.get("seed", 0)),
@@ -161,8 +173,8 @@ def plan(config: Mapping[str, Any], registry: Registry | None = None) -> Plan:
     from synesthesia.sampling import check_settings
 
     check_settings(sampling)  # before any work, not after the model has loaded
-    candidates = int(gen.get("candidates", 8))
-    attempts = int(gen.get("max_attempts", 3))
+    candidates = int(gen["candidates"])
+    attempts = int(gen["max_attempts"])
     if candidates < 1 or attempts < 1:
         raise ConfigError("generation.candidates and generation.max_attempts must be at least 1")
     if candidates > MAX_CANDIDATES or attempts > MAX_ATTEMPTS or max_new > MAX_NEW_TOKENS:
@@ -208,6 +220,15 @@ def choose_best(form: Form, texts: list[str], request: FormRequest | None, *,
     return best, verdicts, scores
 
 
+def processors_for(form: Form, request: FormRequest, constrained: bool = True) -> Callable[[Any], list] | None:
+    """``GenerationRequest.make_logits_processors`` for ``form``: its processors built with the generator's
+    tokenizer, or None when the form has none or decoding is unconstrained."""
+    make = form.logits_processors
+    if not constrained or make is None:
+        return None
+    return lambda tokenizer: make(tokenizer, request)
+
+
 def write_candidates(plan_: Plan, loaded: Any, log=print) -> tuple[str, Validation, list[dict[str, Any]]]:
     """Generate rounds of candidates until one is valid; return the chosen text and the candidate log.
 
@@ -224,10 +245,7 @@ def write_candidates(plan_: Plan, loaded: Any, log=print) -> tuple[str, Validati
             conditioning=plan_.form.conditioning(plan_.request),
             sampling=settings,
             n=plan_.candidates,
-            make_logits_processors=(
-                (lambda tok: plan_.form.logits_processors(tok, plan_.request))
-                if plan_.constrained and plan_.form.logits_processors else None
-            ),
+            make_logits_processors=processors_for(plan_.form, plan_.request, plan_.constrained),
         )
         raw = loaded.generate(request)
         texts = [plan_.form.finalize(t) if plan_.form.finalize else t.strip() for t in raw]
@@ -246,6 +264,16 @@ def write_candidates(plan_: Plan, loaded: Any, log=print) -> tuple[str, Validati
         log(f"warning: no candidate obeys form '{plan_.form.name}' after {plan_.max_attempts} round(s); "
             f"keeping the best-scoring one ({'; '.join(best_verdict.problems[:3])})")
     return best_text, best_verdict, history
+
+
+def describe_model(loaded: Any, request: GenerationRequest) -> dict[str, Any]:
+    """The manifest's ``model``: the generator's ``describe()``, and what it made of the request (its
+    optional ``describe_request(request)``: theme words mapped, a primer)."""
+    described = dict(loaded.describe())
+    per_request = getattr(loaded, "describe_request", None)
+    if callable(per_request):
+        described.update(per_request(request))
+    return described
 
 
 def load_generator(plan_: Plan) -> Any:
@@ -381,7 +409,7 @@ class RunLock:
 
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / ".synesthesia.lock"
-        self._handle = None
+        self._handle: Any = None
 
     def __enter__(self) -> "RunLock":
         import fcntl
@@ -492,7 +520,7 @@ def _run_locked(plan_: Plan, config: Mapping[str, Any], run_dir: Path, registry:
         "theme": {**plan_.theme.to_dict(), "plan": plan_.form.plan(plan_.request) if plan_.form.plan else []},
         "conditioning": asdict(conditioning),
         "seed": plan_.sampling.seed,
-        "model": loaded.describe(),
+        "model": describe_model(loaded, GenerationRequest(conditioning=conditioning, sampling=plan_.sampling)),
         "generation": {**asdict(plan_.sampling), "candidates": plan_.candidates,
                        "max_attempts": plan_.max_attempts, "constrained": plan_.constrained},
         "text": text,
@@ -552,10 +580,7 @@ def render_revision(path: Path, *, force: bool = False, registry: Registry | Non
 
 
 def _render_locked(run_dir: Path, artwork_dir: Path, force: bool, registry: Registry, log) -> Artwork:
-    try:
-        manifest = json.loads((artwork_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SynesthesiaError(f"cannot read {artwork_dir / MANIFEST_FILE}: {exc}") from None
+    manifest = read_json(artwork_dir / MANIFEST_FILE, SynesthesiaError, f"restore it from {run_dir / REVISIONS_DIR}")
     if not isinstance(manifest, dict):
         raise SynesthesiaError(f"{artwork_dir / MANIFEST_FILE} is not an artwork manifest (a JSON object); "
                                f"restore it from {run_dir / REVISIONS_DIR}")

@@ -38,7 +38,11 @@ _TOP_P_FIRST_CANDIDATES = 64
 
 
 def check_settings(settings: SamplingSettings) -> None:
-    """Raise ConfigError naming the ``generation.*`` field that is out of range."""
+    """Raise ConfigError naming the ``generation.*`` field that is out of range or not a number."""
+    for name in ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "max_new_tokens"):
+        value = getattr(settings, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float, type(None))):
+            raise ConfigError(f"generation.{name} must be a number, got {value!r}")
     if settings.temperature is None or settings.temperature < 0:
         raise ConfigError(f"generation.temperature must be >= 0 (0 = greedy), got {settings.temperature!r}")
     if settings.top_k is not None and settings.top_k < 0:

@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from synesthesia.components import Conditioning
 from synesthesia.errors import CheckpointError
-from synesthesia.fileio import write_atomic
+from synesthesia.fileio import read_json, write_atomic
 
 TOKENIZER_FILE = "tokenizer.json"
 FORMAT_VERSION = 1
@@ -189,7 +189,7 @@ class CharTokenizer(_TokenizerBase):
         control_tokens: Sequence[str] = (),
         min_frequency: int = 1,
         max_chars: int | None = None,
-    ) -> "CharTokenizer":
+    ) -> CharTokenizer:
         """Build the vocabulary from texts; rarer characters than ``min_frequency`` use byte fallback."""
         counts: Counter[str] = Counter()
         for text in texts:
@@ -265,7 +265,7 @@ class CharTokenizer(_TokenizerBase):
         }
 
     @classmethod
-    def _from_json(cls, data: dict, path: Path) -> "CharTokenizer":
+    def _from_json(cls, data: dict, path: Path) -> CharTokenizer:
         if data.get("special_tokens") != list(SPECIAL_TOKENS):
             raise CheckpointError(f"{path}: unexpected special tokens; this tokenizer was not made by synesthesia")
         try:
@@ -295,7 +295,7 @@ class BPETokenizer(_TokenizerBase):
         vocab_size: int = 8000,
         control_tokens: Sequence[str] = (),
         min_frequency: int = 2,
-    ) -> "BPETokenizer":
+    ) -> BPETokenizer:
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
         controls = list(dict.fromkeys(control_tokens))
@@ -348,7 +348,7 @@ class BPETokenizer(_TokenizerBase):
         }
 
     @classmethod
-    def _from_json(cls, data: dict, path: Path) -> "BPETokenizer":
+    def _from_json(cls, data: dict, path: Path) -> BPETokenizer:
         from tokenizers import Tokenizer
 
         try:
@@ -371,10 +371,7 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
         path = path / TOKENIZER_FILE
     if not path.is_file():
         raise CheckpointError(f"{path}: tokenizer file not found; the checkpoint folder must contain {TOKENIZER_FILE}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: unreadable tokenizer JSON ({exc}); re-save or re-download it") from None
+    data = read_json(path, CheckpointError, "re-save or re-download it", what="tokenizer JSON")
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: tokenizer JSON is not an object; re-save or re-download it")
     kind = data.get("type")

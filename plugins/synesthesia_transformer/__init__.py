@@ -6,10 +6,12 @@ checkpoints shipped in this package's ``checkpoints/`` folder (``tang``, ``shake
 
 from __future__ import annotations
 
+import copy
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import synesthesia
 from synesthesia.components import Conditioning, GenerationRequest
@@ -28,10 +30,12 @@ class LoadedTransformer:
         self.tokenizer = checkpoint.tokenizer
         self.dtype = dtype
         self.sampler = TextSampler(checkpoint.model, checkpoint.tokenizer, device=device, dtype=dtype)
-        self.theme_mapping: dict[str, Any] | None = None
-        self.primer: str | None = None
+        # The last conditioning prepared (a copy), its prompt ids and what describe_request reports: the rounds
+        # of one artwork and the scoring of their candidates share one conditioning, prepared once.
+        self._prepared: tuple[Conditioning, list[int], dict[str, Any]] | None = None
 
     def describe(self) -> dict[str, Any]:
+        """The model, for the manifest (what one request made of it: ``describe_request``)."""
         model = self.checkpoint.model
         return {
             "generator": "transformer",
@@ -43,15 +47,32 @@ class LoadedTransformer:
             "tokenizer": type(self.tokenizer).__name__,
             "inference_dtype": self.dtype,
             "card": dict(self.checkpoint.meta or {}).get("card"),
-            "theme_mapping": self.theme_mapping,
-            "primer": self.primer,
         }
 
-    def _conditioning_for_model(self, conditioning: Conditioning) -> Conditioning:
-        """The theme words as keywords this model was trained with (autumn → 秋 for ``tang``), saying
-        on stderr which words it could not map."""
+    def describe_request(self, request: GenerationRequest) -> dict[str, Any]:
+        """What this model makes of ``request``, for the manifest: the theme words it was conditioned on
+        (``theme_mapping``, None without keywords) and the primer it was prompted with (None without)."""
+        return dict(self._prepare(request.conditioning)[1])
+
+    def _prepare(self, conditioning: Conditioning) -> tuple[list[int], dict[str, Any]]:
+        """The prompt ids for ``conditioning`` (theme words mapped, primer prepended) and what was made of it."""
+        prepared = self._prepared
+        if prepared is not None and prepared[0] == conditioning:
+            return prepared[1], prepared[2]
+        mapped, mapping = self._conditioning_for_model(conditioning)
+        primer = self._primer(mapped) or None
+        if primer:
+            mapped = replace(mapped, prefix=primer + mapped.prefix)
+        prompt_ids = self.tokenizer.encode_conditioned(mapped)
+        report = {"theme_mapping": mapping, "primer": primer}
+        self._prepared = (copy.deepcopy(conditioning), prompt_ids, report)
+        return prompt_ids, report
+
+    def _conditioning_for_model(self, conditioning: Conditioning) -> tuple[Conditioning, dict[str, Any] | None]:
+        """The theme words as keywords this model was trained with (autumn → 秋 for ``tang``) and the
+        mapping made, saying on stderr which words it could not map."""
         if not conditioning.keywords:
-            return conditioning
+            return conditioning, None
         from synesthesia.keywords import load_keyword_vocabulary, map_theme
 
         languages = list(getattr(self.tokenizer, "languages", []) or [])
@@ -60,12 +81,10 @@ class LoadedTransformer:
                            vocabulary=load_keyword_vocabulary(self.checkpoint.path), tokenizer=self.tokenizer)
         mapping = {"theme": list(conditioning.keywords), "keywords": mapped.keywords,
                    "substitutions": mapped.substitutions, "unknown": mapped.unknown}
-        said_before = mapping == self.theme_mapping
-        self.theme_mapping = mapping
-        if mapped.unknown and not said_before:  # once, not once per round of candidates
+        if mapped.unknown:  # once per conditioning (see _prepare), not once per round of candidates
             print(f"note: model '{self.name}' knows no keyword for: {', '.join(mapped.unknown)}"
                   + (f"; conditioning on {' '.join(mapped.keywords)}" if mapped.keywords else ""), file=sys.stderr)
-        return replace(conditioning, keywords=mapped.keywords)
+        return replace(conditioning, keywords=mapped.keywords), mapping
 
     def _primer(self, conditioning: Conditioning) -> str:
         """Text the model is prompted with before the poem that is not part of it, from the checkpoint's
@@ -75,15 +94,8 @@ class LoadedTransformer:
 
         return primer_text(dict(self.checkpoint.meta or {}).get("primer"), conditioning)
 
-    def _prompt_and_processors(self, request: GenerationRequest,
-                               with_processors: bool = True) -> tuple[list[int], list[Any]]:
-        conditioning = self._conditioning_for_model(request.conditioning)
-        self.primer = self._primer(conditioning) or None
-        if self.primer:
-            conditioning = replace(conditioning, prefix=self.primer + conditioning.prefix)
-        prompt_ids = self.tokenizer.encode_conditioned(conditioning)
-        if not with_processors:
-            return prompt_ids, []
+    def _prompt_and_processors(self, request: GenerationRequest) -> tuple[list[int], list[Any]]:
+        prompt_ids, _ = self._prepare(request.conditioning)
         processors = list(request.logits_processors)
         if request.make_logits_processors is not None:
             processors += list(request.make_logits_processors(self.tokenizer))
@@ -100,7 +112,7 @@ class LoadedTransformer:
         probabilities, no constraints): how the pipeline ranks candidates by likelihood."""
         import torch
 
-        prompt_ids, _ = self._prompt_and_processors(request, with_processors=False)
+        prompt_ids, _ = self._prepare(request.conditioning)  # as generate() built it for these candidates
         prefix = request.conditioning.prefix
         block = self.checkpoint.model.config.block_size
         scores = []

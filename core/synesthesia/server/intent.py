@@ -29,26 +29,9 @@ FILESYSTEM_OPTION = re.compile(r"(^|_)(font|soundfont|path|file|files|dir|direct
 
 def compose_base_config(registry: Any) -> dict[str, Any]:
     """The config ``synesthesia run`` composes with no overrides, as plain values (the ``hydra`` key dropped)."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf
+    from synesthesia.config import compose_run_config
 
-    from synesthesia.config import CONFIG_MODULE, register_configs
-
-    register_configs()
-    overrides = []
-    extra = registry.config_paths()
-    if extra:
-        overrides.append("hydra.searchpath=[" + ",".join(extra) + "]")
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
-            cfg = compose(config_name="config", overrides=overrides)
-    finally:
-        GlobalHydra.instance().clear()
-    config = OmegaConf.to_container(cfg, resolve=True)
-    config.pop("hydra", None)
-    return config
+    return compose_run_config((), registry)
 
 
 class GenerationIntent(BaseModel):

@@ -20,8 +20,9 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -85,7 +86,7 @@ class Job:
         self.loaded, self.request, self.skip, self.form = loaded, request, skip, form
         self.form_request, self.max_tokens = form_request, max_tokens
 
-    def with_seed(self, seed: int) -> "Job":
+    def with_seed(self, seed: int) -> Job:
         request = replace(self.request, sampling=replace(self.request.sampling, seed=seed))
         return Job(self.loaded, request, self.skip, self.form, self.form_request, self.max_tokens)
 
@@ -125,7 +126,7 @@ class Job:
 
 def build_job(state: Any, body: _Common, *, prompt: str | None, theme: str | None) -> Job:
     """Plan one text for the body: a form (checked by ``synesthesia.pipeline.plan``) or raw continuation."""
-    from synesthesia.pipeline import plan
+    from synesthesia.pipeline import plan, processors_for
 
     if body.logprobs:
         raise ConfigError("logprobs are not supported by this server")
@@ -140,19 +141,17 @@ def build_job(state: Any, body: _Common, *, prompt: str | None, theme: str | Non
     if max_tokens is not None and max_tokens > limit:
         raise ConfigError(f"max_tokens: at most {limit} on this server")
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
-    sampling = dict(temperature=body.temperature if body.temperature is not None else base_generation.get("temperature", 0.8),
-                    top_k=body.top_k if body.top_k is not None else base_generation.get("top_k"),
-                    top_p=body.top_p if body.top_p is not None else base_generation.get("top_p"),
-                    min_p=body.min_p if body.min_p is not None else base_generation.get("min_p"),
-                    repetition_penalty=(body.repetition_penalty if body.repetition_penalty is not None
-                                        else base_generation.get("repetition_penalty", 1.0)))
+    # What the request leaves out is the server's composed config's (`synesthesia run`'s defaults).
+    sampling = {name: value if value is not None else base_generation[name] for name, value in (
+        ("temperature", body.temperature), ("top_k", body.top_k), ("top_p", body.top_p), ("min_p", body.min_p),
+        ("repetition_penalty", body.repetition_penalty))}
     if sampling["top_k"] == 0:
         sampling["top_k"] = None
     if body.form is None:  # raw continuation of the prompt
         text = prompt or ""
         request = GenerationRequest(conditioning=Conditioning(prefix=text), sampling=SamplingSettings(
-            **sampling, max_new_tokens=max_tokens or 128, stop=stops, seed=seed))
-        return Job(loaded, request, text, None, None, max_tokens or 128)
+            **sampling, max_new_tokens=max_tokens or SamplingSettings.max_new_tokens, stop=stops, seed=seed))
+        return Job(loaded, request, text, None, None, request.sampling.max_new_tokens)
     config = {**state.base_config, "form": body.form, "theme": theme if theme is not None else (prompt or ""),
               "prompt": "", "seed": seed, "form_options": {}, "renderer": {},
               "model": {**dict(state.base_config.get("model") or {}), "generator": served.generator,
@@ -165,8 +164,7 @@ def build_job(state: Any, body: _Common, *, prompt: str | None, theme: str | Non
     settings = replace(plan_.sampling, stop=list(plan_.sampling.stop) + stops)
     request = GenerationRequest(
         conditioning=form.conditioning(plan_.request), sampling=settings,
-        make_logits_processors=((lambda tok: form.logits_processors(tok, plan_.request))
-                                if body.constrained and form.logits_processors else None))
+        make_logits_processors=processors_for(form, plan_.request, body.constrained))
     return Job(loaded, request, request.conditioning.prefix, form, plan_.request, settings.max_new_tokens)
 
 
