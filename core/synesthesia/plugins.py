@@ -331,15 +331,5 @@ def get_registry() -> Registry:
     return _registry
 
 
-def reset_registry() -> None:
-    """Forget loaded plugins, so that the next ``get_registry()`` reloads them (after installing one)."""
-    global _registry
-    _registry = None
-
-
-def get_plugin_manager() -> pluggy.PluginManager:
-    return get_registry().pm
-
-
 def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
     return get_registry().resolve_checkpoint(name_or_path)
