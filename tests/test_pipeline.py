@@ -329,3 +329,12 @@ def test_any_theme_title_or_prompt_a_person_types_runs_as_typed(env_with_plugin,
     assert result.returncode == 0, result.stderr
     intent = json.loads((tmp_path / "run" / "artwork" / "manifest.json").read_text(encoding="utf-8"))["intent"]
     assert intent["theme"] == intent["title"] == intent["prompt"] == theme
+
+
+def test_a_theme_word_the_model_has_no_keyword_for_is_noted_once_not_once_per_round(tmp_path):
+    result = run_cli("run", f"hydra.run.dir={tmp_path / 'run'}", "form=sonnet", "theme=river zzqx", "model.name=verse",
+                     "generation.candidates=1", "generation.max_attempts=3", "generation.constrained=false",
+                     "generation.max_new_tokens=20", "pipeline.renderers=[poem_text]")
+    assert result.returncode == 0, result.stderr
+    assert "after 3 round(s)" in result.stderr, "three rounds of candidates were decoded"
+    assert result.stderr.count("knows no keyword for: zzqx") == 1, result.stderr

@@ -48,7 +48,10 @@ def register_renderers(register):
     """Contribute renderers that turn the final text into artifacts (layouts, MIDI, image prompts, ...).
 
     Call ``register(renderer)`` with a ``synesthesia.components.Renderer``. Its ``options`` is a pydantic
-    model; bad option values are reported by field name before any work starts.
+    model whose every field has a default (``Field(default, description="...")``: the description is the
+    option's help in ``synesthesia plugins``). Options are strict for every renderer: a name the model does
+    not declare is rejected by the framework (even if the model allows extra fields), with the list of the
+    options and their defaults; bad values are reported by field name; both before any work starts.
     """
 
 

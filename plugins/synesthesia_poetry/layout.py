@@ -58,20 +58,21 @@ class PageOptions(BaseModel):
     width: int = Field(1200, ge=200, le=10000, description="page width in pixels")
     height: int = Field(1600, ge=200, le=10000, description="page height in pixels")
     margin: int = Field(96, ge=0, description="blank border in pixels")
-    background: str = "#f4eedf"
-    ink: str = "#1f1c18"
-    accent: str = "#b3261e"
+    background: str = Field("#f4eedf", description="paper colour (#rrggbb or a CSS colour name)")
+    ink: str = Field("#1f1c18", description="text colour")
+    accent: str = Field("#b3261e", description="seal and acrostic initials colour")
     font: str | None = Field(None, description="font file or family for the text")
     latin_font: str | None = Field(None, description="font file or family for Latin text (author line)")
-    orientation: Literal["auto", "vertical", "horizontal"] = "auto"
-    script: Literal["as_is", "simplified", "traditional"] = "as_is"
+    orientation: Literal["auto", "vertical", "horizontal"] = Field(
+        "auto", description="auto: vertical right-to-left columns for classical Chinese, horizontal otherwise")
+    script: Literal["as_is", "simplified", "traditional"] = Field("as_is", description="Chinese characters as written, or converted")
     punctuation: bool | None = Field(None, description="None: dropped in vertical layout, kept otherwise")
-    seal: bool = True
-    seal_text: str = "通感之印"
-    shape: Literal["none", "circle", "wave"] = "none"
+    seal: bool = Field(True, description="a red seal after a vertical poem")
+    seal_text: str = Field("通感之印", description="the seal's 1 to 4 characters")
+    shape: Literal["none", "circle", "wave"] = Field("none", description="concrete poetry: the text flows inside this shape")
     mask: Path | None = Field(None, description="picture whose dark pixels form the concrete-poetry shape")
     show_title: bool = True
-    show_author: bool = True
+    show_author: bool = Field(True, description="the credit line (the model, or the hand after an edit)")
 
     @field_validator("background", "ink", "accent")
     @classmethod
