@@ -42,6 +42,7 @@ def test_both_tokenizers_satisfy_the_documented_protocol():
         assert isinstance(tokenizer, Tokenizer)
         assert len(token_pieces(tokenizer)) == tokenizer.vocab_size
         assert tokenizer.decode(tokenizer.encode("the sea")) == "the sea"
+    assert not isinstance(object(), Tokenizer)
     assert token_pieces(char)[char.eos_id] == "<eos>"
 
 

@@ -38,7 +38,7 @@ class Tokenizer(Protocol):
     - ``eos_id``: the id that ends a candidate (forbid it to keep writing, force it to stop).
     - ``kind``: ``"char"`` (one token per character: letter- and syllable-level constraints work) or
       ``"bpe"`` (tokens span letters: constrain lines, check syllables after).
-    - ``encode(text) -> list[int]`` and ``decode(ids) -> str`` (special tokens dropped).
+    - ``decode(ids) -> str``: the text of ids (special tokens dropped), e.g. to find line breaks in BPE tokens.
     - ``id_to_piece(id) -> str``: one token's text (``"a"``, ``"\n"``, ``" the"``; special tokens as
       ``"<eos>"``); masks over the vocabulary are built from it (see ``synesthesia.forms``).
     """
@@ -50,8 +50,6 @@ class Tokenizer(Protocol):
 
     @property
     def eos_id(self) -> int: ...
-
-    def encode(self, text: str) -> list[int]: ...
 
     def decode(self, ids: Sequence[int]) -> str: ...
 
