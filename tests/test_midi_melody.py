@@ -215,3 +215,30 @@ def test_zhi_is_written_in_the_key_of_its_gong_and_melodies_end_on_the_final():
     assert yu.template.key_name == "Am"
     for melody in (zhi, yu):
         assert melody.notes[-1].pitch == melody.template.tonic_midi
+
+
+def test_melody_gpt_trains_on_the_core_trainer_and_ships_a_core_checkpoint(tmp_path):
+    """The melody GPT's training is synesthesia.train's loop (metrics, checkpoint, resume) and its shipped
+    folder is a save_checkpoint folder without a tokenizer, loaded by load_checkpoint."""
+    import json
+    import random
+
+    from synesthesia.checkpoint import load_checkpoint, load_train_state
+    from synesthesia_midi import melody_model
+
+    rng = random.Random(0)
+    tunes = [[melody_model.START["zh"]] + [rng.choice([12, 14, 16, 19, 21, melody_model.STRONG]) for _ in range(40)]
+             for _ in range(24)]
+    cache = tmp_path / "sequences.json"
+    cache.write_text(json.dumps({"train": tunes[:20], "val": tunes[20:]}), encoding="utf-8")
+    out, run = tmp_path / "melody_gpt", tmp_path / "run"
+    first = melody_model.train(out, run_dir=run, steps=4, batch=4, cache=cache)
+    assert first["steps"] == 4 and load_train_state(run / "checkpoint")["step"] == 4
+    resumed = melody_model.train(out, run_dir=run, steps=8, batch=4, cache=cache, resume=True)
+    assert resumed["steps"] == 8
+    assert [r["step"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r] == [4, 8]  # the end of each run
+    shipped = load_checkpoint(out)
+    assert shipped.tokenizer is None and shipped.config.vocab_size == melody_model.VOCAB_SIZE
+    assert shipped.meta["trained_by"] == "synesthesia.train" and shipped.meta["val_loss"] == resumed["val_loss"]
+    model, meta = melody_model.load_model(str(out))
+    assert meta["tokens"]["strong"] == melody_model.STRONG and model.config.n_layer == 3

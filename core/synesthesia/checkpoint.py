@@ -3,7 +3,8 @@
     NAME/
       model.safetensors        weights (fp32, or fp16/bf16 for shipping); tied weights stored once
       config.json              {"format_version", "model": GPTConfig fields, "meta": {...}, "dtype"}
-      tokenizer.json           see synesthesia.tokenizer
+      tokenizer.json           see synesthesia.tokenizer (absent for a model over its own integer tokens,
+                               e.g. the MIDI plugin's melody GPT: config.json says "tokenizer": null)
       optimizer.safetensors    training only: AdamW moments; param groups in the safetensors metadata
       train_state.json         training only: step, best val loss, data position, ...
       train_state.safetensors  training only: the tensor parts of the train state (RNG states)
@@ -113,11 +114,12 @@ def save_checkpoint(
             "format_version": FORMAT_VERSION,
             "model": dataclasses.asdict(model.config),
             "dtype": dtype,
-            "tokenizer": TOKENIZER_FILE,
+            "tokenizer": TOKENIZER_FILE if tokenizer is not None else None,
             "meta": meta or {},
         }
         _write_json(tmp / CONFIG_FILE, config)
-        tokenizer.save(tmp)
+        if tokenizer is not None:
+            tokenizer.save(tmp)
         if optimizer is not None:
             _save_optimizer(optimizer, tmp / OPTIMIZER_FILE)
         if train_state is not None:
@@ -250,11 +252,11 @@ def load_checkpoint(directory: str | os.PathLike, device: str = "cpu") -> Checkp
         raise CheckpointError(f"{path}: checkpoint folder not found; give the folder that holds {MODEL_FILE}")
     config_data = _read_config(path)
     model_config = _model_config(config_data, path / CONFIG_FILE)
-    tokenizer = load_tokenizer(path)
+    tokenizer = load_tokenizer(path) if config_data.get("tokenizer", TOKENIZER_FILE) is not None else None
     weights_path = path / MODEL_FILE
     if not weights_path.is_file():
         raise CheckpointError(f"{weights_path}: missing; the checkpoint is incomplete, re-download or retrain it")
-    if tokenizer.vocab_size != model_config.vocab_size:
+    if tokenizer is not None and tokenizer.vocab_size != model_config.vocab_size:
         raise CheckpointError(
             f"{path / TOKENIZER_FILE}: tokenizer has {tokenizer.vocab_size} tokens but the model in "
             f"{weights_path.name} has vocab_size {model_config.vocab_size}; the tokenizer belongs to another model"

@@ -236,7 +236,10 @@ def choose_training_dtype(name: str, device: str, dist: "Distributed") -> dict:
     every process runs the same; the choice with its reason (train_state.json, the checkpoint's meta)."""
     from synesthesia.hardware import choose_dtype
 
-    choice = [choose_dtype(name, device, "training").to_dict() if dist.main else None]
+    import torch
+
+    with torch.random.fork_rng(devices=[]):  # a first-time measurement must not move the training RNG
+        choice = [choose_dtype(name, device, "training").to_dict() if dist.main else None]
     if dist.world_size > 1:
         import torch.distributed
 
@@ -408,23 +411,14 @@ class Run:
 
 
 def setup(cfg) -> Run:
-    """Check ``cfg``, load the corpus, build or load the model, restore a resumed run's state."""
+    """Check ``cfg``, load the corpus, build or load the model, and start the run (``start_run``)."""
     import torch
 
     from synesthesia.data import WindowSampler
 
     validate(cfg)
     dist, device = init_distributed(cfg.device)
-    need_divisible = cfg.optim.batch_size % dist.world_size
-    if need_divisible:
-        raise ConfigError(f"optim.batch_size ({cfg.optim.batch_size}) is the global batch: it must be divisible by "
-                          f"the {dist.world_size} processes")
-    dtype = choose_training_dtype(cfg.dtype, device, dist)
-    if device.startswith("cuda"):
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    ckpt_dir = Path(cfg.out_dir) / "checkpoint"
-    if not cfg.resume and not cfg.overwrite and (ckpt_dir / "config.json").exists():
+    if not cfg.resume and not cfg.overwrite and (Path(cfg.out_dir) / "checkpoint" / "config.json").exists():
         raise ConfigError(f"{cfg.out_dir} already holds a training run; continue it with resume=true, or start "
                           "afresh with overwrite=true (its checkpoint will be replaced), or pick another out_dir")
     documents, val_documents = _load_corpus(cfg)
@@ -434,32 +428,49 @@ def setup(cfg) -> Run:
     if state and state.get("data", {}).get("fingerprint") != data_state["fingerprint"] and dist.main:
         warnings.warn("the corpus changed since the checkpoint was written; the resumed run will differ from "
                       "an uninterrupted one", stacklevel=2)
+    o, shard, block_size = cfg.optim, (dist.rank, dist.world_size), model.config.block_size
+    samplers = {name: WindowSampler(split, block_size, o.batch_size, cfg.data.window_start, seed, device, shard=shard)
+                for name, split, seed in (("train", train_split, cfg.seed), ("eval_train", train_split, cfg.seed + 1),
+                                          ("val", val_split, cfg.seed + 1)) if split is not None}
+    train_batches = samplers.pop("train")
+    eval_batches = {name.replace("eval_", ""): sampler for name, sampler in samplers.items()}
+    return start_run(cfg, model, tokenizer, train_batches, eval_batches, data_state, state, dist=dist, device=device)
+
+
+def start_run(cfg, model, tokenizer, train_batches, eval_batches: dict, data_state: dict, state: dict | None = None,
+              *, dist: Distributed | None = None, device: str | None = None) -> Run:
+    """A run of any GPT over batches from any sampler (``batch()`` -> (x, y) [B, T], ``get_state``/``set_state``,
+    a ``generator`` reseeded before each evaluation): the optimizer, the dtype, DDP, a resumed ``state``
+    restored, the metrics file begun. ``tokenizer`` may be None (a model over its own integer tokens)."""
+    import torch
+
+    dist = dist or Distributed()
+    device = device or resolve_device(cfg.device)
+    if cfg.optim.batch_size % dist.world_size:
+        raise ConfigError(f"optim.batch_size ({cfg.optim.batch_size}) is the global batch: it must be divisible by "
+                          f"the {dist.world_size} processes")
+    dtype = choose_training_dtype(cfg.dtype, device, dist)
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     model.to(device)
     o = cfg.optim
     optimizer = model.configure_optimizers(o.weight_decay, o.learning_rate, (o.beta1, o.beta2), device.split(":")[0])
-    shard = (dist.rank, dist.world_size)
-    block_size = model.config.block_size
-
-    def sampler(split, seed):
-        return WindowSampler(split, block_size, o.batch_size, cfg.data.window_start, seed, device, shard=shard)
-
     net = torch.compile(model) if cfg.compile else model
     if dist.world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(net, device_ids=[device] if device.startswith("cuda") else None)
     run = Run(cfg=cfg, dist=dist, device=device, dtype=dtype, autocast_dtype=resolve_autocast_dtype(dtype["dtype"], device),
-              model=model, net=net,
-              tokenizer=tokenizer, optimizer=optimizer, train_batches=sampler(train_split, cfg.seed),
-              eval_batches={name: sampler(split, cfg.seed + 1)
-                            for name, split in (("train", train_split), ("val", val_split)) if split is not None},
-              data_state=data_state, meta={**_run_meta(cfg), "train_dtype": dtype["dtype"]}, state=state)
-    if state:
-        _restore(run, ckpt_dir)
+              model=model, net=net, tokenizer=tokenizer, optimizer=optimizer, train_batches=train_batches,
+              eval_batches=eval_batches, data_state=data_state, meta={**_run_meta(cfg), "train_dtype": dtype["dtype"]},
+              state=state or {})
+    if run.state:
+        _restore(run, run.out_dir / "checkpoint")
     metrics_path = run.out_dir / "metrics.jsonl"
     if dist.main:
-        run.history = _restart_metrics(metrics_path, run.step) if state else _fresh_metrics(metrics_path)
-        if not state:
+        run.history = _restart_metrics(metrics_path, run.step) if run.state else _fresh_metrics(metrics_path)
+        if not run.state:
             _remove_checkpoint_dir(run.out_dir / "best")  # an earlier run's best/ (overwrite=true) is not this one's
     return run
 
@@ -688,7 +699,12 @@ def train(cfg, on_step: Callable[[int, dict], None] | None = None) -> TrainResul
 
     if not OmegaConf.is_config(cfg):
         cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), cfg)
-    run = setup(cfg)
+    return fit(setup(cfg), on_step)
+
+
+def fit(run: Run, on_step: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Train a started run to ``optim.max_iters`` (or early stopping): log, evaluate, checkpoint, export."""
+    cfg = run.cfg
     o, main_rank = cfg.optim, run.dist.main
     metrics_path, plot_path = run.out_dir / "metrics.jsonl", run.out_dir / "loss.png"
     start_step, last_loss, val_loss, stopped_early = run.step, None, None, False

@@ -7,9 +7,12 @@ learns contour and tonality together, conditioned on the metre. Trained on the s
 ``corpus_stats`` (every tenth tune held out for validation)::
 
     python -m synesthesia_midi.melody_model            # parse the corpus (minutes), train, save
+    python -m synesthesia_midi.melody_model --resume   # continue an interrupted run from runs/melody_gpt
 
-It writes ``data/melody_gpt/model.safetensors`` and ``config.json`` (well under a megabyte), which ship
-with the package. The pitch chooser uses it with ``pitch_model="gpt"`` in place of the interval and
+Training is ``synesthesia.train``'s loop (``start_run`` + ``fit``: checkpoints, metrics.jsonl, loss.png and
+resume in ``runs/melody_gpt``); the result is written with ``save_checkpoint`` to ``data/melody_gpt/``
+(``model.safetensors`` and ``config.json``, no tokenizer: the tokens are this module's; well under a
+megabyte), which ships with the package. The pitch chooser uses it with ``pitch_model="gpt"`` in place of the interval and
 degree statistics; the constraints (scale, range, chord tones, cadences, tone contour) stay rules.
 """
 
@@ -18,7 +21,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import sys
 import tempfile
 import time
@@ -26,7 +28,6 @@ from functools import lru_cache
 from pathlib import Path
 
 from synesthesia.errors import CheckpointError
-from synesthesia.fileio import atomic_path
 
 MODEL_DIR = Path(__file__).parent / "data" / "melody_gpt"
 LOW, HIGH = -12, 24
@@ -72,19 +73,36 @@ def collect_sequences(cache: Path | None = None) -> dict[str, list[list[int]]]:
     return split
 
 
-def _batches(sequences: list[list[int]], block: int, batch: int, rng: random.Random):
-    import torch
+class TuneSampler:
+    """Batches of (x, y) windows [B, T] of whole tunes for ``synesthesia.train``: a tune is picked at random,
+    then a window of it; a tune shorter than the window is padded (targets -100, ignored by the loss)."""
 
-    while True:
+    def __init__(self, sequences: list[list[int]], block_size: int, batch_size: int, seed: int) -> None:
+        import torch
+
+        self.sequences, self.block_size, self.batch_size = sequences, block_size, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def batch(self):
+        import torch
+
         xs, ys = [], []
-        for _ in range(batch):
-            seq = rng.choice(sequences)
-            start = rng.randrange(0, max(1, len(seq) - block - 1)) if len(seq) > block + 1 else 0
-            chunk = seq[start: start + block + 1]
-            pad = block + 1 - len(chunk)
+        picks = torch.randint(len(self.sequences), (self.batch_size,), generator=self.generator).tolist()
+        offsets = torch.rand(self.batch_size, generator=self.generator).tolist()
+        for index, offset in zip(picks, offsets):
+            seq = self.sequences[index]
+            start = int(offset * (len(seq) - self.block_size - 1)) if len(seq) > self.block_size + 1 else 0
+            chunk = seq[start: start + self.block_size + 1]
+            pad = self.block_size + 1 - len(chunk)
             xs.append(chunk[:-1] + [0] * pad)
             ys.append(chunk[1:] + [-100] * pad)
-        yield torch.tensor(xs), torch.tensor(ys)
+        return torch.tensor(xs), torch.tensor(ys)
+
+    def get_state(self):
+        return self.generator.get_state()
+
+    def set_state(self, state) -> None:
+        self.generator.set_state(state)
 
 
 def evaluate_loss(model, sequences: list[list[int]], block: int) -> float:
@@ -107,75 +125,76 @@ def evaluate_loss(model, sequences: list[list[int]], block: int) -> float:
     return total / max(1, count)
 
 
-def train(out_dir: Path = MODEL_DIR, *, steps: int = 1500, batch: int = 32, learning_rate: float = 3e-3,
-          seed: int = 0, cache: Path | None = None) -> dict:
-    import torch
-    from safetensors.torch import save_file
-    from synesthesia.model import GPT, GPTConfig
+# The shipped model's recipe, over synesthesia.train's defaults: cosine decay from 3e-3 to 0 with no warmup,
+# AdamW betas (0.9, 0.95), weight decay 0.1, gradient clipping 1.0, float32.
+RECIPE = {
+    "model": MODEL_SHAPE,
+    "optim": {"batch_size": 32, "max_iters": 1500, "learning_rate": 3e-3, "min_lr": 0.0, "warmup_iters": 0,
+              "beta2": 0.95},
+    "eval_interval": 250, "eval_iters": 20, "checkpoint_interval": 250, "log_interval": 50,
+    "device": "cpu", "dtype": "float32", "seed": 0, "progress": False,
+    "early_stopping": {"keep_best": False},  # the shipped weights are the last step's, as before
+}
 
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
+
+def train(out_dir: Path = MODEL_DIR, *, run_dir: Path = Path("runs/melody_gpt"), steps: int = 1500, batch: int = 32,
+          learning_rate: float = 3e-3, seed: int = 0, cache: Path | None = None, resume: bool = False) -> dict:
+    """Train with synesthesia.train (checkpoints, metrics.jsonl, loss.png and ``resume`` in ``run_dir``), then
+    write the shipped checkpoint (``save_checkpoint``, no tokenizer: the tokens are this module's) to ``out_dir``."""
+    import torch
+    from omegaconf import OmegaConf
+    from synesthesia.checkpoint import load_checkpoint, load_train_state, save_checkpoint
+    from synesthesia.model import GPT, GPTConfig
+    from synesthesia.train import TrainConfig, fit, start_run
+
+    cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), RECIPE, {
+        "optim": {"max_iters": steps, "batch_size": batch, "learning_rate": learning_rate}, "seed": seed,
+        "out_dir": str(run_dir), "resume": resume, "overwrite": not resume,
+        "meta": {"name": "melody_gpt", "tokens": {"pitch_low": LOW, "pitch_high": HIGH, "strong": STRONG,
+                                                   "start": START}}})
     data = collect_sequences(cache)
-    config = GPTConfig(vocab_size=VOCAB_SIZE, **MODEL_SHAPE)
-    model = GPT(config)
-    optimizer = model.configure_optimizers(weight_decay=0.1, learning_rate=learning_rate)
-    batches = _batches(data["train"], config.block_size, batch, rng)
     started = time.perf_counter()
-    for step in range(steps):
-        lr = learning_rate * 0.5 * (1 + math.cos(math.pi * step / steps))  # cosine decay
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        x, y = next(batches)
-        _, loss = model(x, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        if step % 250 == 0 or step == steps - 1:
-            print(f"step {step} loss {loss.item():.3f} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
-    val_loss = evaluate_loss(model, data["val"], config.block_size)
+    state: dict = {}
+    if resume:
+        model = load_checkpoint(run_dir / "checkpoint").model.train()
+        state = load_train_state(run_dir / "checkpoint")
+    else:
+        torch.manual_seed(seed)
+        model = GPT(GPTConfig(vocab_size=VOCAB_SIZE, **MODEL_SHAPE))
+    block = model.config.block_size
+    samplers = {name: TuneSampler(data[split], block, batch, seed + 1) for name, split in (("train", "train"),
+                                                                                        ("val", "val"))}
+    run = start_run(cfg, model, None, TuneSampler(data["train"], block, batch, seed), samplers,
+                    {"train_tunes": len(data["train"]), "val_tunes": len(data["val"])}, state)
+    result = fit(run)
+    val_loss = evaluate_loss(run.model, data["val"], block)
     meta = {
-        "config": MODEL_SHAPE | {"vocab_size": VOCAB_SIZE},
-        "tokens": {"pitch_low": LOW, "pitch_high": HIGH, "strong": STRONG, "start": START},
+        **run.meta,
         "train_tunes": len(data["train"]),
         "val_tunes": len(data["val"]),
         "train_tokens": sum(map(len, data["train"])),
-        "steps": steps,
+        "steps": result.step,
         "batch": batch,
         "val_loss": round(val_loss, 4),
         "val_perplexity": round(math.exp(val_loss), 3),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.detach().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
-    for name, payload in (("model.safetensors", None), ("config.json", json.dumps(meta, indent=2))):
-        with atomic_path(out_dir / name) as tmp:
-            if payload is None:
-                save_file(weights, str(tmp))
-            else:
-                tmp.write_text(payload, encoding="utf-8")
+    save_checkpoint(out_dir, run.model, None, meta=meta)
+    load_model.cache_clear()
     return meta
 
 
 @lru_cache(maxsize=1)
 def load_model(model_dir: str = str(MODEL_DIR)):
     """The trained GPT (eval mode) and its metadata; a CheckpointError naming the file if missing."""
-    from safetensors.torch import load_file
-    from synesthesia.model import GPT, GPTConfig
+    from synesthesia.checkpoint import load_checkpoint
 
-    folder = Path(model_dir)
-    weights_path, config_path = folder / "model.safetensors", folder / "config.json"
-    if not weights_path.exists() or not config_path.exists():
+    weights_path = Path(model_dir) / "model.safetensors"
+    if not weights_path.exists():
         raise CheckpointError(f"{weights_path} is missing; train it with: python -m synesthesia_midi.melody_model "
                               "(or use pitch_model=stats)")
-    meta = json.loads(config_path.read_text(encoding="utf-8"))
-    model = GPT(GPTConfig(**meta["config"]))
-    state = load_file(str(weights_path))
-    if "lm_head.weight" not in state:  # tied to the token embedding, stored once
-        state["lm_head.weight"] = state["transformer.wte.weight"]
-    model.load_state_dict(state)
-    model.eval()
-    return model, meta
+    checkpoint = load_checkpoint(model_dir)
+    return checkpoint.model, checkpoint.meta
 
 
 class GPTPitchScorer:
@@ -217,5 +236,6 @@ class GPTPitchScorer:
 
 if __name__ == "__main__":
     cache_path = Path(tempfile.gettempdir()) / "synesthesia_melody_sequences.json"
-    summary = train(cache=cache_path, steps=int(os.environ.get("MELODY_GPT_STEPS", "1500")))
+    summary = train(cache=cache_path, steps=int(os.environ.get("MELODY_GPT_STEPS", "1500")),
+                    resume="--resume" in sys.argv[1:])
     print(json.dumps(summary, indent=2))
