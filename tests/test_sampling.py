@@ -229,7 +229,8 @@ def test_eos_ends_each_candidate_on_its_own(random_model):
         return logits
 
     sampler = TextSampler(random_model, TOKENIZER)
-    texts = sampler.generate(prompt(), SamplingSettings(temperature=1.0, max_new_tokens=12, seed=4),
+    settings = SamplingSettings(temperature=1.0, top_k=50, repetition_penalty=1.0, max_new_tokens=12, seed=4)
+    texts = sampler.generate(prompt(), settings,
                              n=3, logits_processors=[end_rows_early])
     assert [len(t) for t in texts] == [2, 5, 12]
 

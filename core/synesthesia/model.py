@@ -9,9 +9,10 @@ Two ways to run it:
   whole sequence through ``F.scaled_dot_product_attention``; ``attention_maps`` runs an explicit-softmax
   path that also returns the attention weights.
 - ``InferenceModel`` (from ``GPT.prepare_for_inference``) is the decoding path: weights copied once,
-  transposed and contiguous for ``x @ W[K, N]`` (optionally bf16), and a static pre-allocated ``KVCache`` so
-  that the prompt is run once (``prefill``) and every new token costs one position (``step``). It runs
-  several candidates at once (the batch dimension of the cache).
+  transposed and contiguous for ``x @ W[K, N]`` (optionally bf16 or int8), and a static pre-allocated
+  ``KVCache`` so that the prompt is run once (``prefill``) and every new token costs one position
+  (``step``). It runs several candidates at once (the batch dimension of the cache). On CUDA its step has
+  fixed shapes and is captured as a CUDA graph (as gpt-fast does with ``torch.compile``).
 
 The cache holds ``block_size`` positions. Running past them is the sampler's job: it slides the window
 (re-prefills the most recent tokens; see ``synesthesia.sampling``). ``InferenceModel`` itself raises a
@@ -61,7 +62,7 @@ class GPTConfig:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout!r}")
 
     @classmethod
-    def from_dict(cls, values: dict) -> "GPTConfig":
+    def from_dict(cls, values: dict) -> GPTConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -188,7 +189,7 @@ class GPT(nn.Module):
                 torch.nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
 
     @classmethod
-    def from_config(cls, config: GPTConfig | dict) -> "GPT":
+    def from_config(cls, config: GPTConfig | dict) -> GPT:
         if isinstance(config, dict):
             config = GPTConfig.from_dict(config)
         return cls(config)
@@ -272,9 +273,10 @@ class GPT(nn.Module):
             extra["fused"] = True
         return torch.optim.AdamW(groups, lr=learning_rate, betas=tuple(betas), **extra)
 
-    def prepare_for_inference(self, dtype: torch.dtype | str = torch.float32) -> "InferenceModel":
-        """A decoding copy of the weights (see ``InferenceModel``). Re-run it after the weights change."""
-        return InferenceModel(self, dtype)
+    def prepare_for_inference(self, dtype: torch.dtype | str = torch.float32, **options) -> InferenceModel:
+        """A decoding copy of the weights (see ``InferenceModel``; ``options``: static, graphs, compile).
+        Re-run it after the weights change."""
+        return InferenceModel(self, dtype, **options)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -282,27 +284,29 @@ class GPT(nn.Module):
 
 
 class KVCache:
-    """Static keys and values for every layer: k, v are [L, B, H, S, D], allocated once.
+    """Static keys and values for every layer, allocated once: kv [L, 2, B, H, S, D] (2 = keys, values).
 
-    ``length`` is how many positions are filled; all B rows (candidates) are at the same position.
+    ``length`` is how many positions are filled (all B rows, the candidates, are at the same position);
+    ``pos`` is the same number as a 0-dim tensor on the device, which the static (graph-able) step reads
+    and advances itself, so decoding needs no host-to-device copy per token.
     """
 
     def __init__(self, n_layer, batch_size, n_head, block_size, head_size, dtype, device):
-        shape = (n_layer, batch_size, n_head, block_size, head_size)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.kv = torch.zeros((n_layer, 2, batch_size, n_head, block_size, head_size), dtype=dtype, device=device)
+        self.pos = torch.zeros((), dtype=torch.long, device=device)
         self.length = 0
 
     @property
     def batch_size(self) -> int:
-        return self.k.size(1)
+        return self.kv.size(2)
 
     @property
     def capacity(self) -> int:
-        return self.k.size(3)
+        return self.kv.size(4)
 
     def reset(self) -> None:
         self.length = 0  # stale entries beyond ``length`` are never read
+        self.pos.zero_()
 
 
 INFERENCE_DTYPES = ("float32", "bfloat16", "int8")
@@ -328,65 +332,135 @@ class InferenceModel:
     logits come back float32 for sampling. ``"int8"`` stores the matmul weights as int8 with one scale
     per output channel (weight-only quantisation; activations bfloat16): on CPU its matrix-vector
     kernel is 2-3x faster than float32 at batch 1.
+
+    Every weight of ``GPT.state_dict()`` is taken by name and the constructor raises if one is left
+    unused (``used_weights`` lists them), so a new parameter in ``GPT`` cannot be silently ignored here.
+
+    Two step paths, one per kind of device:
+
+    - dynamic (CPU default): attention reads only the ``length`` filled positions; the residual adds ride
+      on the matmuls (``addmm``), so a layer is 8 kernels.
+    - static (``static=True``; the CUDA default): shapes never change (attention over the whole cache
+      with a mask, the position a device tensor the step advances itself), so the step can be captured as
+      a CUDA graph (``graphs``, default on CUDA: one replay per token instead of ~100 kernel launches) or
+      compiled with ``torch.compile`` (``compile=True``; the compile time is paid once per batch size).
     """
 
-    def __init__(self, model: GPT, dtype: torch.dtype | str = torch.float32):
+    def __init__(self, model: GPT, dtype: torch.dtype | str = torch.float32, *, static: bool | None = None,
+                 graphs: bool | None = None, compile: bool = False):
         self.config = config = model.config
         self.weight_format = _weight_format(dtype)
         self.dtype = torch.float32 if self.weight_format == "float32" else torch.bfloat16
         self.n_head = config.n_head
         self.head_size = config.n_embd // config.n_head
         self.device = model.transformer.wte.weight.device
+        on_cuda = self.device.type == "cuda"
+        self.graphs = on_cuda if graphs is None else bool(graphs)
+        if self.graphs and not on_cuda:
+            raise ConfigError("CUDA graphs need a CUDA device; use graphs=False on CPU")
+        self.static = bool(on_cuda or self.graphs or compile) if static is None else bool(static)
+        if (self.graphs or compile) and not self.static:
+            raise ConfigError("CUDA graphs and torch.compile need the static step (static=True)")
+        self.compile = bool(compile)
 
-        def w(linear: nn.Linear):
-            weight = linear.weight.detach().float()  # [N, K]
+        state = {name: t.detach() for name, t in model.state_dict().items()}
+        used: set[str] = set()
+
+        def take(name: str) -> torch.Tensor | None:
+            if name not in state:
+                return None
+            used.add(name)
+            return state[name]
+
+        def w(prefix: str):
+            weight = take(prefix + ".weight").float()  # [N, K]
             if self.weight_format == "int8":  # symmetric, per output channel: W ~ q [N, K] * s [N]
                 scales = weight.abs().amax(dim=1).clamp(min=1e-8) / 127.0
                 quantised = (weight / scales[:, None]).round().clamp(-127, 127).to(torch.int8)
                 return quantised.contiguous(), scales.to(self.dtype)
             return weight.t().contiguous().to(self.dtype)  # [K, N] for x @ W
 
-        def b(module: nn.Module) -> torch.Tensor | None:
-            return None if module.bias is None else module.bias.detach().clone().to(self.dtype)
+        def b(prefix: str) -> torch.Tensor | None:
+            bias = take(prefix + ".bias")
+            return None if bias is None else bias.clone().to(self.dtype)
 
-        def ln(norm: nn.LayerNorm):
-            bias = None if norm.bias is None else norm.bias.detach().clone().to(self.dtype)
-            return norm.weight.detach().clone().to(self.dtype), bias
+        def ln(prefix: str):
+            return take(prefix + ".weight").clone().to(self.dtype), b(prefix)
 
-        t = model.transformer
-        self.wte = t.wte.weight.detach().clone().to(self.dtype)  # [V, C] token lookup
-        self.wpe = t.wpe.weight.detach().clone().to(self.dtype) if "wpe" in t else None  # [S, C]
+        self.wte = take("transformer.wte.weight").clone().to(self.dtype)  # [V, C] token lookup
+        wpe = take("transformer.wpe.weight")
+        self.wpe = None if wpe is None else wpe.clone().to(self.dtype)  # [S, C]
         if config.pos == "rope":
+            # float32 tables: rotating in bf16 loses the angle's precision (see _rope)
             self.rope_cos, self.rope_sin = (x.to(self.device) for x in
                                             rope_tables(self.head_size, config.block_size))
         self.layers = []
-        for block in t.h:
+        for i in range(config.n_layer):
+            p = f"transformer.h.{i}."
             self.layers.append(dict(
-                ln_1=ln(block.ln_1), ln_2=ln(block.ln_2),
-                attn_w=w(block.attn.c_attn), attn_b=b(block.attn.c_attn),  # [C, 3C], [3C]
-                proj_w=w(block.attn.c_proj), proj_b=b(block.attn.c_proj),  # [C, C], [C]
-                fc_w=w(block.mlp.c_fc), fc_b=b(block.mlp.c_fc),  # [C, 4C], [4C]
-                fc_proj_w=w(block.mlp.c_proj), fc_proj_b=b(block.mlp.c_proj),  # [4C, C], [C]
+                ln_1=ln(p + "ln_1"), ln_2=ln(p + "ln_2"),
+                attn_w=w(p + "attn.c_attn"), attn_b=b(p + "attn.c_attn"),  # [C, 3C], [3C]
+                proj_w=w(p + "attn.c_proj"), proj_b=b(p + "attn.c_proj"),  # [C, C], [C]
+                fc_w=w(p + "mlp.c_fc"), fc_b=b(p + "mlp.c_fc"),  # [C, 4C], [4C]
+                fc_proj_w=w(p + "mlp.c_proj"), fc_proj_b=b(p + "mlp.c_proj"),  # [4C, C], [C]
             ))
-        self.ln_f = ln(t.ln_f)
-        self.head_w = w(model.lm_head)  # [C, V]
+        self.ln_f = ln("transformer.ln_f")
+        self.head_w = w("lm_head")  # [C, V] (tied: the same tensor as wte in GPT)
+        unused = sorted(set(state) - used)
+        if unused:
+            raise SynesthesiaError(f"InferenceModel does not use the weights {unused}: the decoding path is out "
+                                   "of step with GPT; update InferenceModel")
+        self.used_weights = frozenset(used)
+        self._step_fn = self._static_step
+        if self.compile:
+            self._step_fn = torch.compile(self._static_step, dynamic=False, fullgraph=True)
+        self._graphed: dict[int, _GraphedStep] = {}  # batch size -> captured step (its cache is reused)
 
     def new_cache(self, batch_size: int) -> KVCache:
+        """An empty cache for ``batch_size`` candidates. With CUDA graphs the cache of a batch size is
+        captured once and handed out again (one decoding at a time per InferenceModel)."""
+        if self.graphs:
+            graphed = self._graphed.get(batch_size)
+            if graphed is None:
+                graphed = self._graphed[batch_size] = _GraphedStep(self, self._make_cache(batch_size))
+            graphed.cache.reset()
+            return graphed.cache
+        return self._make_cache(batch_size)
+
+    def _make_cache(self, batch_size: int) -> KVCache:
         c = self.config
-        return KVCache(c.n_layer, batch_size, c.n_head, c.block_size, self.head_size,
-                       self.dtype, self.device)
+        return KVCache(c.n_layer, batch_size, c.n_head, c.block_size, self.head_size, self.dtype, self.device)
 
     @staticmethod
-    def _linear(x, weight, bias):
-        # x [M, K] @ W [K, N] (+ b [N]) -> [M, N]; int8 weights are (q [N, K], scales [N]).
+    def _linear(x, weight, bias, residual=None):
+        """x [M, K] @ W [K, N] (+ b [N]) (+ residual [M, N]) -> [M, N]; int8 weights are (q [N, K], scales [N])."""
         if isinstance(weight, tuple):
             y = torch._weight_int8pack_mm(x.contiguous(), *weight)
-            return y if bias is None else y + bias
-        return x @ weight if bias is None else torch.addmm(bias, x, weight)
+            if bias is not None:
+                y = y + bias
+            return y if residual is None else residual + y
+        if residual is None:
+            return x @ weight if bias is None else torch.addmm(bias, x, weight)
+        if weight.dtype != torch.float32:  # a bf16 addmm into the residual rounds worse than a separate add
+            return residual + (x @ weight if bias is None else torch.addmm(bias, x, weight))
+        if bias is not None:
+            residual = residual + bias
+        return torch.addmm(residual, x, weight)  # residual + x @ W in one kernel
 
-    def _layer_norm(self, x, params):
+    @staticmethod
+    def _rope(x, cos, sin):
+        """apply_rope in float32 whatever x's dtype (in bf16 the rotation's own error doubles the logits')."""
+        return x if cos is None else apply_rope(x.float(), cos, sin).to(x.dtype)
+
+    @staticmethod
+    def _layer_norm(x, params):
         weight, bias = params
         return F.layer_norm(x, (x.size(-1),), weight, bias)
+
+    def _mlp(self, x: torch.Tensor, layer: dict) -> torch.Tensor:
+        """x [M, C] -> x + mlp(ln_2(x)) [M, C]."""
+        h = self._linear(self._layer_norm(x, layer["ln_2"]), layer["fc_w"], layer["fc_b"])  # [M, 4C]
+        return self._linear(F.gelu(h), layer["fc_proj_w"], layer["fc_proj_b"], residual=x)
 
     def _forward(self, x: torch.Tensor, cache: KVCache, start: int) -> torch.Tensor:
         """x [B or 1, T, C] embeddings of positions start..start+T-1 -> final hidden [B', T, C].
@@ -401,24 +475,52 @@ class InferenceModel:
         rope = None
         if self.config.pos == "rope":
             rope = (self.rope_cos[start:end], self.rope_sin[start:end])
+        x = x.reshape(Bx * T, C)
         for i, layer in enumerate(self.layers):
-            h = self._layer_norm(x, layer["ln_1"])
-            qkv = self._linear(h.view(Bx * T, C), layer["attn_w"], layer["attn_b"])  # [Bx*T, 3C]
-            q, k, v = qkv.view(Bx, T, 3, H, D).permute(2, 0, 3, 1, 4)  # each [Bx, H, T, D]
+            qkv = self._linear(self._layer_norm(x, layer["ln_1"]), layer["attn_w"], layer["attn_b"])  # [Bx*T, 3C]
+            qkv = qkv.view(Bx, T, 3, H, D)
+            q = qkv[:, :, 0].transpose(1, 2)  # [Bx, H, T, D]
+            kv = qkv[:, :, 1:].permute(2, 0, 3, 1, 4)  # [2, Bx, H, T, D]
+            layer_cache = cache.kv[i]  # [2, B, H, S, D]
             if rope is not None:
-                q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-            cache.k[i, :, :, start:end] = k  # broadcasts a batch-1 prompt over all candidates
-            cache.v[i, :, :, start:end] = v
-            keys = cache.k[i, :Bx, :, :end]  # [Bx, H, end, D]
-            values = cache.v[i, :Bx, :, :end]
+                q = self._rope(q, *rope)
+                layer_cache[0, :, :, start:end] = self._rope(kv[0], *rope)
+                layer_cache[1, :, :, start:end] = kv[1]
+            else:
+                layer_cache[:, :, :, start:end] = kv  # broadcasts a batch-1 prompt over all candidates
+            keys, values = layer_cache[:, :Bx, :, :end]  # each [Bx, H, end, D]
             # One new position attends to every cached one; a prompt (start == 0) needs the causal mask.
             y = F.scaled_dot_product_attention(q, keys, values, is_causal=T > 1)
             y = y.transpose(1, 2).reshape(Bx * T, C)  # [Bx*T, C]
-            x = x + self._linear(y, layer["proj_w"], layer["proj_b"]).view(Bx, T, C)
-            h = self._layer_norm(x, layer["ln_2"]).view(Bx * T, C)
-            h = F.gelu(self._linear(h, layer["fc_w"], layer["fc_b"]))  # [Bx*T, 4C]
-            x = x + self._linear(h, layer["fc_proj_w"], layer["fc_proj_b"]).view(Bx, T, C)
-        return self._layer_norm(x, self.ln_f)
+            x = self._linear(y, layer["proj_w"], layer["proj_b"], residual=x)
+            x = self._mlp(x, layer)
+        return self._layer_norm(x, self.ln_f).view(Bx, T, C)
+
+    def _static_step(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """One new token per candidate, tokens [B], at position ``cache.pos`` (a device tensor it then
+        advances) -> logits [B, V] float32. Fixed shapes, no host syncs: CUDA graphs and compile take it."""
+        B = tokens.size(0)
+        C, H, D = self.config.n_embd, self.n_head, self.head_size
+        pos = cache.pos.view(1)  # [1]
+        x = self.wte[tokens]  # [B, C]
+        if self.wpe is not None:
+            x = x + self.wpe.index_select(0, pos)
+        visible = (torch.arange(cache.capacity, device=tokens.device) <= pos).view(1, -1)  # [1, S]: filled positions
+        for i, layer in enumerate(self.layers):
+            qkv = self._linear(self._layer_norm(x, layer["ln_1"]), layer["attn_w"], layer["attn_b"])  # [B, 3C]
+            qkv = qkv.view(B, 3, H, 1, D)
+            q, k, v = qkv.unbind(1)  # each [B, H, 1, D]
+            if self.config.pos == "rope":
+                cos, sin = self.rope_cos.index_select(0, pos), self.rope_sin.index_select(0, pos)
+                q, k = self._rope(q, cos, sin), self._rope(k, cos, sin)
+            layer_cache = cache.kv[i]  # [2, B, H, S, D]
+            layer_cache[0].index_copy_(2, pos, k)
+            layer_cache[1].index_copy_(2, pos, v)
+            y = F.scaled_dot_product_attention(q, layer_cache[0], layer_cache[1], attn_mask=visible)  # [B, H, 1, D]
+            x = self._linear(y.reshape(B, C), layer["proj_w"], layer["proj_b"], residual=x)
+            x = self._mlp(x, layer)
+        cache.pos.add_(1)
+        return self._logits(self._layer_norm(x, self.ln_f))
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
         return self._linear(h, self.head_w, None).float()  # [B, V]
@@ -445,17 +547,51 @@ class InferenceModel:
             x = x + self.wpe[:T]
         h = self._forward(x, cache, 0)  # [Bx, T, C]
         cache.length = T
+        cache.pos.fill_(T)
         logits = self._logits(h[:, -1, :])  # [Bx, V]
         return logits.expand(cache.batch_size, -1).clone() if Bx == 1 else logits
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """Append one token per candidate (tokens [B]) at position cache.length; return logits [B, V]."""
+        """Append one token per candidate (tokens [B]) at position cache.length; return logits [B, V].
+
+        With CUDA graphs the logits are a buffer the next step overwrites: use them before stepping again."""
         self._check_room(cache, 1)
         pos = cache.length
+        cache.length = pos + 1
+        if self.graphs:
+            return self._graphed[cache.batch_size].replay(tokens, cache)
+        if self.static:
+            return self._step_fn(tokens, cache)
         x = self.wte[tokens].unsqueeze(1)  # [B, 1, C]
         if self.wpe is not None:
             x = x + self.wpe[pos]
         h = self._forward(x, cache, pos)  # [B, 1, C]
-        cache.length = pos + 1
+        cache.pos.add_(1)
         return self._logits(h[:, 0, :])
+
+
+class _GraphedStep:
+    """``InferenceModel._static_step`` captured as a CUDA graph for one cache (fixed addresses): a step is a
+    copy of the new tokens into the graph's input and one replay (gpt-fast's "reduce-overhead" by hand)."""
+
+    def __init__(self, fast: InferenceModel, cache: KVCache):
+        self.cache = cache
+        self.tokens = torch.zeros(cache.batch_size, dtype=torch.long, device=fast.device)
+        stream = torch.cuda.Stream(device=fast.device)
+        stream.wait_stream(torch.cuda.current_stream(fast.device))
+        with torch.no_grad(), torch.cuda.stream(stream):  # warm up off the default stream (cuBLAS handles, compile)
+            for _ in range(3):
+                fast._step_fn(self.tokens, cache)
+        torch.cuda.current_stream(fast.device).wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), torch.cuda.graph(self.graph):
+            self.logits = fast._step_fn(self.tokens, cache)  # [B, V], rewritten by every replay
+        cache.reset()  # the warm-up wrote stale entries, which the mask hides; positions start again at 0
+
+    def replay(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        if cache is not self.cache:
+            raise SynesthesiaError("this cache was not made by new_cache of this InferenceModel")
+        self.tokens.copy_(tokens, non_blocking=True)
+        self.graph.replay()
+        return self.logits

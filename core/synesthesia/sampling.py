@@ -23,7 +23,8 @@ quarters of the context are run again as a fresh prompt and decoding continues f
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from synesthesia.components import LogitsProcessor, SamplingSettings
 from synesthesia.errors import ConfigError, PluginError, SynesthesiaError
@@ -35,6 +36,8 @@ if TYPE_CHECKING:  # torch is imported lazily so that importing this module stay
 
 # When top-p runs without top-k, look at this many candidates first and widen only if needed.
 _TOP_P_FIRST_CANDIDATES = 64
+# On an accelerator, how many steps the decoding loop runs between looks at the host (see generate_ids).
+SYNC_EVERY = 8
 
 
 def check_settings(settings: SamplingSettings) -> None:
@@ -63,7 +66,7 @@ def check_settings(settings: SamplingSettings) -> None:
         raise ConfigError(f"generation.stop must be a list of non-empty strings, got {settings.stop!r}")
 
 
-def apply_repetition_penalty(logits: "torch.Tensor", history: "torch.Tensor", penalty: float):
+def apply_repetition_penalty(logits: torch.Tensor, history: torch.Tensor, penalty: float):
     """logits [B, V], history [B, T] token ids seen so far -> penalised logits (in place)."""
     if penalty == 1.0 or history.size(1) == 0:
         return logits
@@ -74,8 +77,8 @@ def apply_repetition_penalty(logits: "torch.Tensor", history: "torch.Tensor", pe
     return logits.scatter_(1, history, seen)
 
 
-def pick_tokens(logits: "torch.Tensor", settings: SamplingSettings,
-                generator: "torch.Generator | None" = None) -> "torch.Tensor":
+def pick_tokens(logits: torch.Tensor, settings: SamplingSettings,
+                generator: torch.Generator | None = None) -> torch.Tensor:
     """Choose one token per row of logits [B, V] (already processed and penalised) -> [B] ids."""
     import torch
 
@@ -129,7 +132,7 @@ def _apply_processors(processors: Sequence[LogitsProcessor], generated, logits):
     return logits
 
 
-def _check_some_token_allowed(logits: "torch.Tensor", finished: "torch.Tensor", step: int) -> None:
+def _check_some_token_allowed(logits: torch.Tensor, finished: torch.Tensor, step: int) -> None:
     """Raise if an unfinished candidate has every token forbidden; give finished ones a dummy row."""
     allowed = (logits > float("-inf")).any(dim=-1)  # [n]; False also for an all-NaN row
     if bool(allowed.all()):
@@ -144,10 +147,10 @@ def _check_some_token_allowed(logits: "torch.Tensor", finished: "torch.Tensor", 
     logits[~allowed] = 0.0  # finished rows only: any token will do, it is discarded
 
 
-def generate_ids(model: "GPT | InferenceModel", prompt_ids: "Sequence[int] | torch.Tensor",
+def generate_ids(model: GPT | InferenceModel, prompt_ids: Sequence[int] | torch.Tensor,
                  settings: SamplingSettings, *, n: int = 1,
                  logits_processors: Sequence[LogitsProcessor] = (), eos_id: int | None = None,
-                 finished: "torch.Tensor | None" = None) -> Iterator["torch.Tensor"]:
+                 finished: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
     """Decode ``n`` candidates after one prompt; yield the [n] new token ids of every step.
 
     ``finished`` (optional bool [n] tensor) is shared with the caller: a candidate is finished when it
@@ -179,6 +182,13 @@ def generate_ids(model: "GPT | InferenceModel", prompt_ids: "Sequence[int] | tor
         finished = torch.zeros(n, dtype=torch.bool)
     elif finished.shape != (n,):
         raise SynesthesiaError(f"finished must be a bool tensor of shape ({n},), got {tuple(finished.shape)}")
+    # On the host, ``finished`` itself is read every step. On an accelerator the loop keeps its own copy on
+    # the device and looks at the host (the caller's marks, "all finished?") only every SYNC_EVERY steps:
+    # nothing in between waits for the device, so steps queue up (a finished candidate may yield up to
+    # SYNC_EVERY - 1 tokens past its end, which a caller ignores as it ignores tokens after eos).
+    on_host = finished.device == device
+    done = finished if on_host else finished.to(device)
+    sync_every = 1 if device.type == "cpu" else SYNC_EVERY
     steps = settings.max_new_tokens
     if steps == 0:
         return
@@ -198,16 +208,22 @@ def generate_ids(model: "GPT | InferenceModel", prompt_ids: "Sequence[int] | tor
         length = prompt_length + t
         if logits_processors:  # the model's own logits are finite; only constraints can forbid all
             logits = _apply_processors(logits_processors, history[:, prompt_length:length], logits)
-            _check_some_token_allowed(logits, finished, t)
+            _check_some_token_allowed(logits, done, t)
         logits = apply_repetition_penalty(logits, history[:, :length], settings.repetition_penalty)
         tokens = pick_tokens(logits, settings, generator)  # [n]
         if eos is not None:
-            tokens = torch.where(finished.to(device), eos, tokens)
-            finished |= (tokens == eos).to(finished.device)
+            tokens = torch.where(done, eos, tokens)
+            done |= tokens == eos
         history[:, length] = tokens
         yield tokens
-        if bool(finished.all()) or t == steps - 1:
+        if t == steps - 1:
             return
+        if (t + 1) % sync_every == 0:
+            if not on_host:  # merge the caller's marks and ours
+                done |= finished.to(device, non_blocking=True)
+                finished |= done.cpu()
+            if bool(finished.all()):
+                return
         if cache.length == capacity:  # slide the window: re-run the most recent context
             logits = fast.prefill(history[:, length + 1 - keep_on_slide:length + 1], cache)
         else:
@@ -237,16 +253,21 @@ class TextSampler:
     """Sample text from a ``GPT`` with a tokenizer (duck-typed: ``decode(ids)`` and ``eos_id``).
 
     ``dtype`` picks the inference weights: "float32" (default; tokens identical to the training model's
-    forward pass), "bfloat16" (faster on CPUs with bf16 support, logits within rounding of float32) or
-    "int8" (weight-only int8, bf16 activations; the fastest at batch 1, logits within a few percent).
-    The inference copy is made once here; build a new sampler after the weights change.
+    forward pass), "bfloat16" (faster on CPUs with bf16 support, logits within rounding of float32),
+    "int8" (weight-only int8, bf16 activations; the fastest at batch 1, logits within a few percent) or
+    "auto" (what this machine runs fastest, never slower than float32: ``synesthesia.hardware``;
+    ``dtype_choice`` says what was chosen and why). The inference copy is made once here; build a new
+    sampler after the weights change.
     """
 
-    def __init__(self, model: "GPT", tokenizer: Any, device: str = "cpu", dtype: Any = "float32"):
+    def __init__(self, model: GPT, tokenizer: Any, device: str = "cpu", dtype: Any = "float32"):
+        from synesthesia.hardware import choose_dtype
+
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.device = device
-        self.fast = self.model.prepare_for_inference(dtype)
+        self.dtype_choice = choose_dtype(str(dtype).removeprefix("torch."), device, "inference")
+        self.fast = self.model.prepare_for_inference(self.dtype_choice.dtype)
 
     def _prompt(self, prompt_ids) -> list[int]:
         ids = [int(i) for i in prompt_ids]
