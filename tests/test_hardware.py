@@ -71,3 +71,16 @@ def test_auto_off_cpu_without_measuring(cache_dir):
         assert resolve_dtype("auto", "cuda") == "float32"
     assert resolve_dtype("auto", "mps") == "float32"
     assert not cache_path().exists()
+
+
+def test_the_transformer_generator_resolves_auto_and_says_why(cache_dir, tiny_checkpoint):
+    from synesthesia.plugins import get_registry
+
+    loaded = get_registry().generator("transformer").load(str(tiny_checkpoint), dtype="auto")
+    described = loaded.describe()
+    assert described["inference_dtype"] == loaded.sampler.fast.weight_format
+    assert described["inference_dtype"] in ("float32", "bfloat16", "int8")
+    assert described["dtype_choice"]["requested"] == "auto"
+    assert described["dtype_choice"]["reason"].startswith(("measured on", "CPU without"))
+    fixed = get_registry().generator("transformer").load(str(tiny_checkpoint), dtype="float32").describe()
+    assert fixed["dtype_choice"] == {**fixed["dtype_choice"], "requested": "float32", "reason": "set explicitly"}

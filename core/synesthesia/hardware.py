@@ -128,12 +128,20 @@ def _concrete(name: str, purpose: str) -> str:
     return chosen
 
 
-def check_dtype(name: str, purpose: str = "inference") -> str:
-    """Validate a dtype setting ("auto" or a concrete name) without measuring anything; return it normalised."""
+def check_dtype(name: str, purpose: str = "inference", setting: str | None = None) -> str:
+    """Validate a dtype setting ("auto" or a concrete name) without measuring anything; return it normalised.
+    ``setting`` names the config field in the error (e.g. "model.dtype")."""
     if str(name).lower() == "auto":
         _concrete("float32", purpose)  # validates purpose
         return "auto"
-    return _concrete(name, purpose)
+    if setting is None:
+        return _concrete(name, purpose)
+    try:
+        return _concrete(name, purpose)
+    except ConfigError:
+        *first, last = DTYPES[purpose]
+        raise ConfigError(f"{setting} must be {', '.join(first)} or {last} (or auto: the fastest on this "
+                          f"machine), not '{name}'") from None
 
 
 def resolve_dtype(name: str, device: str, purpose: str = "inference") -> str:

@@ -182,8 +182,9 @@ def plan(config: Mapping[str, Any], registry: Registry | None = None) -> Plan:
                           f"generation.max_new_tokens ≤ {MAX_NEW_TOKENS}, got {candidates}, {attempts}, {max_new}: "
                           "candidates are decoded together, so memory grows with their product")
     check_device(str(model_cfg.get("device", "cpu")))
-    if str(model_cfg.get("dtype", "float32")) not in {"float32", "bfloat16", "int8"}:
-        raise ConfigError(f"model.dtype must be float32, bfloat16 or int8, not '{model_cfg.get('dtype')}'")
+    from synesthesia.hardware import check_dtype
+
+    check_dtype(str(model_cfg.get("dtype", "float32")), "inference", "model.dtype")  # auto: resolved at load
     return Plan(form=form, request=request, generator=generator, model_name=model_name,
                 device=str(model_cfg.get("device", "cpu")), threads=int(model_cfg.get("threads", 0) or 0),
                 dtype=str(model_cfg.get("dtype", "float32")),

@@ -28,8 +28,8 @@ class LoadedTransformer:
         self.name = name
         self.checkpoint = checkpoint
         self.tokenizer = checkpoint.tokenizer
-        self.dtype = dtype
         self.sampler = TextSampler(checkpoint.model, checkpoint.tokenizer, device=device, dtype=dtype)
+        self.dtype = self.sampler.dtype_choice.dtype  # dtype=auto resolved for this machine
         # The last conditioning prepared (a copy), its prompt ids and what describe_request reports: the rounds
         # of one artwork and the scoring of their candidates share one conditioning, prepared once.
         self._prepared: tuple[Conditioning, list[int], dict[str, Any]] | None = None
@@ -46,6 +46,7 @@ class LoadedTransformer:
             "config": {k: v for k, v in vars(model.config).items()},
             "tokenizer": type(self.tokenizer).__name__,
             "inference_dtype": self.dtype,
+            "dtype_choice": self.sampler.dtype_choice.to_dict(),  # what was asked (auto?), chosen, and why
             "card": dict(self.checkpoint.meta or {}).get("card"),
         }
 
