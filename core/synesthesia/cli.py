@@ -182,9 +182,14 @@ def plugins(as_json: bool) -> None:
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("overrides", nargs=-1, type=click.UNPROCESSED)
 def train(overrides: tuple[str, ...]) -> None:
-    """Train (or resume, or fine-tune) a model. OVERRIDES are Hydra overrides of conf/train.yaml.
+    """Train (or resume, or fine-tune) a model. OVERRIDES are Hydra overrides of conf/train.yaml
+    (every option and default: synesthesia.train.TrainConfig; presets: train=tiny|tang|shakespeare|verse).
 
-    e.g. synesthesia train data.paths=[my_poems/] out_dir=runs/mine  |  train=tang  |  resume=true
+    \b
+    e.g. synesthesia train data.paths=[my_poems/] out_dir=runs/mine
+         synesthesia train out_dir=runs/mine resume=true   (the run's saved config; optim.max_iters=N: longer)
+         synesthesia train init_from=tang data.paths=[mine.txt] out_dir=runs/mine-tang
+         torchrun --nproc_per_node=2 -m synesthesia train ...   (data-parallel)
     """
     from synesthesia.train import main as train_main
 
