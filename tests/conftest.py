@@ -32,6 +32,35 @@ def make_plugin_dist(root: Path, name: str, source: str, version: str = "0.1.0")
     return root
 
 
+TINY_TEXT = "the sea at night is cold and wide\nthe moon above, the waves beside\n"
+
+
+def save_tiny_checkpoint(folder: Path, texts: list[str] | tuple[str, ...] = (TINY_TEXT,), languages=("en",),
+                         forms=("lines",), tokenizer=None, **gpt: int) -> Path:
+    """Save a small real checkpoint in ``folder``: a char tokenizer over ``texts`` (with the control tokens of
+    ``languages`` and ``forms``; or ``tokenizer`` as given) and a randomly initialised GPT (seed 0; ``gpt``
+    overrides its sizes)."""
+    import torch
+
+    from synesthesia.checkpoint import save_checkpoint
+    from synesthesia.model import GPT, GPTConfig
+    from synesthesia.tokenizer import CharTokenizer, control_tokens_for
+
+    if tokenizer is None:
+        tokenizer = CharTokenizer.train(list(texts), control_tokens=control_tokens_for(list(languages), list(forms)))
+    torch.manual_seed(0)
+    sizes = {"block_size": 64, "n_layer": 1, "n_head": 2, "n_embd": 32, **gpt}
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, **sizes))
+    return save_checkpoint(folder, model, tokenizer)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A small real checkpoint over a little English verse (form ``lines``), randomly initialised: fast, and
+    whatever it writes is letters with syllables to sing."""
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
 @pytest.fixture
 def plugin_dir(tmp_path: Path):
     """A folder for plugin distributions and the env that puts it on the path of a subprocess."""

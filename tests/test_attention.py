@@ -1,25 +1,20 @@
 import pytest
-import torch
 from PIL import Image
 
 from synesthesia.attention import find_cjk_font, save_attention_maps
-from synesthesia.checkpoint import save_checkpoint
 from synesthesia.errors import ConfigError
-from synesthesia.model import GPT, GPTConfig
-from synesthesia.tokenizer import CharTokenizer, control_tokens_for
+from tests.conftest import save_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    tok = CharTokenizer.train(["床前明月光，疑是地上霜。 moonlight"], control_tokens_for(["zh"], ["五绝"]))
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=2, n_head=3, n_embd=24))
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model", model, tok)
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "model", ["床前明月光，疑是地上霜。 moonlight"],
+                                languages=["zh"], forms=["五绝"], block_size=16, n_layer=2, n_head=3, n_embd=24)
 
 
 def test_all_layers_and_heads(tmp_path, checkpoint):
     paths = save_attention_maps(checkpoint, "床前明月光", tmp_path / "maps", language="zh", form="五绝")
-    assert [p.name for p in paths] == [f"layer{l}_head{h}.png" for l in range(2) for h in range(3)]
+    assert [p.name for p in paths] == [f"layer{layer}_head{h}.png" for layer in range(2) for h in range(3)]
     assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == sorted(p.name for p in paths)
     for path in paths:
         with Image.open(path) as image:

@@ -6,29 +6,11 @@ from __future__ import annotations
 import json
 import wave
 
-import pytest
-
 from synesthesia_midi.midi_file import read_midi
 from synesthesia_midi.prosody import analyze
 from tests.conftest import run_cli
 
 CHINESE = "白日依山尽，黄河入海流。\n欲穷千里目，更上一层楼。\n"
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    """A small real checkpoint over English letters, so whatever it writes has syllables to sing."""
-    import torch
-
-    from synesthesia.checkpoint import save_checkpoint
-    from synesthesia.model import GPT, GPTConfig
-    from synesthesia.tokenizer import CharTokenizer, control_tokens_for
-
-    text = "the moon is high and the sea is wide\nsing me a song of the evening tide\n"
-    tokenizer = CharTokenizer.train([text], control_tokens=control_tokens_for(["en"], ["free"]))
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=32))
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", model, tokenizer)
 
 
 def _lyrics(path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, make_plugin_dist, run_cli
-from tests.test_pipeline import TEST_PLUGIN, tiny_checkpoint  # noqa: F401  (fixture)
+from tests.test_pipeline import TEST_PLUGIN
 
 EXAMPLE = REPO / "examples" / "synesthesia-example-plugin"
 
@@ -44,7 +44,7 @@ def test_wheel_carries_configs_and_builtin_plugins(wheel):
     assert "[console_scripts]" in text and "synesthesia = synesthesia.cli:main" in text
 
 
-def test_wheel_in_a_fresh_venv_runs_a_pipeline_outside_the_checkout(wheel, tiny_checkpoint, tmp_path):  # noqa: F811
+def test_wheel_in_a_fresh_venv_runs_a_pipeline_outside_the_checkout(wheel, tiny_checkpoint, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")
@@ -70,7 +70,7 @@ def test_wheel_in_a_fresh_venv_runs_a_pipeline_outside_the_checkout(wheel, tiny_
     assert manifest["text"] and "shout/shout.txt" in manifest["files"]
 
 
-def test_example_plugin_installs_with_pip_and_joins_a_pipeline(tiny_checkpoint, tmp_path):  # noqa: F811
+def test_example_plugin_installs_with_pip_and_joins_a_pipeline(tiny_checkpoint, tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(EXAMPLE)], check=True, capture_output=True, text=True)

@@ -65,22 +65,6 @@ def artwork_created(artwork):
 """
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    """A small real checkpoint: a char tokenizer over a little verse and a randomly initialised GPT."""
-    import torch
-
-    from synesthesia.checkpoint import save_checkpoint
-    from synesthesia.model import GPT, GPTConfig
-    from synesthesia.tokenizer import CharTokenizer, control_tokens_for
-
-    text = "the sea at night is cold and wide\nthe moon above, the waves beside\n"
-    tokenizer = CharTokenizer.train([text], control_tokens=control_tokens_for(["en"], ["lines"]))
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=32))
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", model, tokenizer)
-
-
 @pytest.fixture
 def env_with_plugin(plugin_dir, tmp_path):
     folder, env = plugin_dir

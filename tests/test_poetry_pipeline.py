@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from synesthesia.components import FormRequest, GenerationRequest, SamplingSettings
-from synesthesia.model import GPT, GPTConfig
 from synesthesia.plugins import Registry
 from synesthesia.tokenizer import CharTokenizer, control_tokens_for
 from synesthesia_poetry import chinese
 from synesthesia_poetry.forms import regenerate_line
+from tests.conftest import save_tiny_checkpoint
 
 FENG_QIAO = "月落乌啼霜满天，江枫渔火对愁眠。\n姑苏城外寒山寺，夜半钟声到客船。"
 
 
 def random_transformer(tokenizer, folder):
     """The transformer plugin's real generator, loading an untrained GPT saved as a real checkpoint."""
-    from synesthesia.checkpoint import save_checkpoint
     from synesthesia_transformer import TransformerGenerator
 
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=128, n_layer=1, n_head=2, n_embd=32))
-    save_checkpoint(folder, model, tokenizer)
+    save_tiny_checkpoint(folder, tokenizer=tokenizer, block_size=128)
     return TransformerGenerator().load(str(folder))
 
 
@@ -76,13 +72,9 @@ def test_synesthesia_run_qijue_writes_a_valid_poem_and_every_layout(tmp_path):
 
     from PIL import Image
 
-    from synesthesia.checkpoint import save_checkpoint
     from tests.conftest import run_cli
 
-    tokenizer = tang_like_tokenizer()
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=128, n_layer=1, n_head=2, n_embd=32))
-    checkpoint = save_checkpoint(tmp_path / "tang", model, tokenizer)
+    checkpoint = save_tiny_checkpoint(tmp_path / "tang", tokenizer=tang_like_tokenizer(), block_size=128)
     run_dir = tmp_path / "run"
     result = run_cli("run", "form=七绝", "theme=秋月", f"model.name={checkpoint}", f"hydra.run.dir={run_dir}",
                      "generation.candidates=2", "generation.max_attempts=1", "seed=1",
