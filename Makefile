@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SYN := $(VENV)/bin/synesthesia
 
-.PHONY: bootstrap demo test bench bench-all corpora train-tang train-shakespeare bench-models clean
+.PHONY: bootstrap demo test test-fast lint bench bench-all corpora train-tang train-shakespeare bench-models clean
 
 bootstrap:
 	@VENV=$(VENV) bash scripts/bootstrap.sh
@@ -15,6 +15,15 @@ demo: bootstrap
 
 test: bootstrap
 	$(PY) -m pytest -q
+
+# The suite without the tests marked slow (real training runs, browsers, the shipped models end to end).
+test-fast: bootstrap
+	$(PY) -m pytest -q -m "not slow"
+
+# ruff (rules in pyproject.toml) over everything, mypy (lenient, pyproject.toml) over the core.
+lint: bootstrap
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: bootstrap
 	$(PY) benchmarks/bench_generate.py

@@ -71,7 +71,8 @@ def save_attention_maps(
     language = default_language(tokenizer, language)
     for name, value, count in (("layer", layer, config.n_layer), ("head", head, config.n_head)):
         if value is not None and not 0 <= value < count:
-            raise ConfigError(f"{name} {value} does not exist: the model has {count} {name}s, numbered 0 to {count - 1}")
+            raise ConfigError(f"{name} {value} does not exist: the model has {count} {name}s, "
+                              f"numbered 0 to {count - 1}")
     if not text:
         raise ConfigError("the text is empty; give some text to draw the attention over")
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from synesthesia.components import Conditioning, SamplingSettings
 from synesthesia.errors import SynesthesiaError

@@ -117,7 +117,7 @@ def _neox(model: Any, tokenizer: Any):
     c = model.config
     H, C = c.n_head, c.n_embd
     D = C // H
-    config = GPTNeoXConfig(
+    config = GPTNeoXConfig(  # type: ignore[call-arg]  # rotary_* reach PretrainedConfig's **kwargs
         vocab_size=c.vocab_size, hidden_size=C, num_hidden_layers=c.n_layer, num_attention_heads=H,
         intermediate_size=4 * C, hidden_act="gelu", max_position_embeddings=c.block_size,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 1.0},

@@ -25,10 +25,10 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Sequence
 
 KEYWORDS_FILE = "keywords.json"  # {"language": ..., "keywords": {word: document count}}
 
@@ -150,7 +150,7 @@ class KeywordExtractor:
         self.n_documents = 0
         self._words: list[list[str]] = []
 
-    def fit(self, texts: Iterable[str]) -> "KeywordExtractor":
+    def fit(self, texts: Iterable[str]) -> KeywordExtractor:
         self._words = [content_words(text, self.language) for text in texts]
         self.n_documents = len(self._words)
         self.document_frequency = Counter()

@@ -31,7 +31,7 @@ def available() -> bool:
     return (wordnet_dir() / "index.noun").is_file()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _index(pos: str) -> dict[str, tuple[int, ...]]:
     """lemma → synset offsets (most frequent sense first) for one part of speech."""
     path = wordnet_dir() / f"index.{pos}"
@@ -50,7 +50,7 @@ def _index(pos: str) -> dict[str, tuple[int, ...]]:
     return table
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _exceptions(pos: str) -> dict[str, str]:
     path = wordnet_dir() / f"{pos}.exc"
     if not path.is_file():

@@ -16,9 +16,10 @@ import json
 import os
 import re
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 from transformers import LogitsProcessor as HFLogitsProcessor
@@ -158,7 +159,7 @@ class _TokenQueue:
     def __init__(self):
         import queue
 
-        self.queue: "queue.Queue" = queue.Queue()
+        self.queue: queue.Queue = queue.Queue()
         self._prompt_next = True
 
     def put(self, value) -> None:
@@ -217,7 +218,7 @@ def _is_our_checkpoint(path: Path) -> bool:
     return isinstance(data, dict) and "model" in data and "format_version" in data
 
 
-def load_hf(name: str | None, device: str = "cpu", dtype: str = "float32") -> "LoadedHF":
+def load_hf(name: str | None, device: str = "cpu", dtype: str = "float32") -> LoadedHF:
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -389,7 +390,8 @@ class LoadedHF:
                 out = self.model.generate(**kwargs).cpu()
             new = out[:, context.size(1):]
             generated = torch.cat([generated.expand(new.size(0), -1), new], dim=1)
-            finished = (generated == self.eos_id).any(dim=1) if self.eos_id is not None else torch.zeros(1, dtype=torch.bool)
+            finished = ((generated == self.eos_id).any(dim=1) if self.eos_id is not None
+                        else torch.zeros(1, dtype=torch.bool))
             if new.size(1) < step or bool(finished.all()) or cap is None:
                 break
             context = torch.cat([prompt.expand(generated.size(0), -1), generated], dim=1)[:, -keep:]
@@ -481,7 +483,8 @@ class LoadedHF:
 
     def describe(self) -> dict[str, Any]:
         config = self.model.config
-        revision = self.folder.name if self.cached and self.folder is not None else getattr(config, "_commit_hash", None)
+        cached = self.cached and self.folder is not None
+        revision = self.folder.name if cached else getattr(config, "_commit_hash", None)
         weights = None
         if self.folder is not None:
             single = self.folder / "model.safetensors"

@@ -1,12 +1,12 @@
 """From imagery to a diffusion prompt: style presets, weights, negative prompt, variations, token budget.
 
 A prompt leads with the artist's theme (``imagery.theme_imagery``), then the poem's central images, then the
-style's medium and the rest. A prompt is a list of comma-separated pieces. Each piece has a priority; when the prompt is longer than the
-CLIP budget (77 tokens, start and end included) the lowest-priority pieces go first: quality and camera
-modifiers, then composition and lighting, style modifiers, secondary images; the style's medium and the
-central images stay longest. Variations are written in ``dynamicprompts`` syntax (``{a|b|c}``) and expanded
-either at random (seeded) or combinatorially; the budget is met by the longest expansion, so every
-variation fits too.
+style's medium and the rest. A prompt is a list of comma-separated pieces. Each piece has a priority; when the
+prompt is longer than the CLIP budget (77 tokens, start and end included) the lowest-priority pieces go first:
+quality and camera modifiers, then composition and lighting, style modifiers, secondary images; the style's
+medium and the central images stay longest. Variations are written in ``dynamicprompts`` syntax
+(``{a|b|c}``) and expanded either at random (seeded) or combinatorially; the budget is met by the longest
+expansion, so every variation fits too.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlparse
 
 import openai
@@ -81,7 +82,8 @@ class Endpoint:
                                                f"{_status_line(exc)}") from None
                     time.sleep(self._wait(exc, attempt))
                     continue
-                raise SynesthesiaError(f"{self.host} answered {exc.status_code} to {what}: {_status_line(exc)}") from None
+                raise SynesthesiaError(
+                    f"{self.host} answered {exc.status_code} to {what}: {_status_line(exc)}") from None
         raise SynesthesiaError(f"{self.host}: {what} failed")  # not reached
 
     @staticmethod
@@ -94,7 +96,7 @@ class Endpoint:
 
 
 def load_openai(model: str | None, *, base_url: str | None, api_key_env: str, timeout: float,
-                max_retries: int) -> "LoadedOpenAI":
+                max_retries: int) -> LoadedOpenAI:
     name = str(model or "").strip()
     if not name or name == "auto":
         raise ConfigError("model.generator=openai needs model.name=MODEL (a model the server serves)")

@@ -135,9 +135,9 @@ class ServerState:
                 log(f"warning: rescan of {self.root} failed: {type(exc).__name__}: {exc}")
 
     def start(self) -> None:
-        from synesthesia.server.jobs import ArtworkListener
-
         import torch
+
+        from synesthesia.server.jobs import ArtworkListener
 
         torch.set_num_threads(max(1, int(self.settings.threads)))
         self.sync = self.index.sync()

@@ -62,9 +62,9 @@ def build_router(state: Any):
             job = state.jobs.submit(intent.model_dump(exclude_defaults=True), config)
         except QueueFull as exc:
             raise HTTPException(429, f"the job queue is full ({state.settings.queue_size} waiting); retry in "
-                                     f"{exc.retry_after} s", headers={"Retry-After": str(exc.retry_after)})
+                                     f"{exc.retry_after} s", headers={"Retry-After": str(exc.retry_after)}) from None
         except ShuttingDown:
-            raise HTTPException(503, "the server is shutting down", headers={"Retry-After": "5"})
+            raise HTTPException(503, "the server is shutting down", headers={"Retry-After": "5"}) from None
         state.count_request()
         return JSONResponse(job, status_code=202, headers={"Location": job["url"]})
 
@@ -76,10 +76,13 @@ def build_router(state: Any):
         return job
 
     @router.get("/v1/artworks")
-    def list_artworks(q: Optional[str] = Query(None, max_length=200), theme: Optional[str] = Query(None, max_length=200),
-                      form: Optional[str] = Query(None, max_length=40), model: Optional[str] = Query(None, max_length=200),
+    def list_artworks(q: Optional[str] = Query(None, max_length=200),
+                      theme: Optional[str] = Query(None, max_length=200),
+                      form: Optional[str] = Query(None, max_length=40),
+                      model: Optional[str] = Query(None, max_length=200),
                       language: Optional[str] = Query(None, max_length=8),
-                      since: Optional[str] = Query(None, max_length=40), until: Optional[str] = Query(None, max_length=40),
+                      since: Optional[str] = Query(None, max_length=40),
+                      until: Optional[str] = Query(None, max_length=40),
                       limit: int = Query(50, ge=1, le=10000), offset: int = Query(0, ge=0)):
         return state.index.search(q=q, theme=theme, form=form, model=model, language=language, since=since,
                                   until=until, limit=limit, offset=offset)
@@ -93,7 +96,7 @@ def build_router(state: Any):
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            raise HTTPException(404, f"artwork '{artwork_id}' has no readable manifest")
+            raise HTTPException(404, f"artwork '{artwork_id}' has no readable manifest") from None
         state.index.add(folder.parent)  # a new revision since it was indexed
         summary = state.index.get(artwork_id) or {"id": artwork_id}
         return {**summary, "manifest": manifest}
@@ -126,7 +129,7 @@ def build_router(state: Any):
                 while not state.events.closed:
                     try:
                         event = await asyncio.wait_for(q.get(), timeout=15)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         yield ": keep-alive\n\n"
                         continue
                     if event is None:

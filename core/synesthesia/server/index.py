@@ -15,8 +15,9 @@ import os
 import re
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from synesthesia.errors import ConfigError
 
@@ -75,14 +76,14 @@ def parse_when(value: str, *, end: bool) -> str:
             day = _dt.date.fromisoformat(value)
             if end:
                 day += _dt.timedelta(days=1)
-            moment = _dt.datetime(day.year, day.month, day.day, tzinfo=_dt.timezone.utc)
+            moment = _dt.datetime(day.year, day.month, day.day, tzinfo=_dt.UTC)
         else:
             moment = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
             if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=_dt.timezone.utc)
+                moment = moment.replace(tzinfo=_dt.UTC)
     except ValueError:
         raise ConfigError(f"'{value[:40]}' is not a date (2026-11-30) or an ISO time (2026-11-30T02:45:00Z)") from None
-    return moment.astimezone(_dt.timezone.utc).isoformat(timespec="seconds")
+    return moment.astimezone(_dt.UTC).isoformat(timespec="seconds")
 
 
 class ArtworkIndex:

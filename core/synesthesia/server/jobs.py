@@ -24,8 +24,9 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import synesthesia
 from synesthesia.errors import SynesthesiaError
@@ -33,11 +34,11 @@ from synesthesia.server.models import JobAbandoned
 
 
 def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
 
 
 def new_job_id() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+    return _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
 class QueueFull(Exception):
@@ -82,7 +83,7 @@ class EventBroker:
 
     def unsubscribe(self, q: asyncio.Queue) -> None:
         with self._lock:
-            self._subscribers = [(l, s) for l, s in self._subscribers if s is not q]
+            self._subscribers = [(loop, s) for loop, s in self._subscribers if s is not q]
 
     def close(self) -> None:
         self.closed = True
@@ -117,7 +118,7 @@ class JobQueue:
         self._current: str | None = None
         self._accepting = True
         self._durations: collections.deque = collections.deque(maxlen=20)
-        self.counts = collections.Counter()
+        self.counts: collections.Counter[str] = collections.Counter()
         self._thread = threading.Thread(target=self._work, name="synesthesia-job-worker", daemon=True)
 
     # -- life --------------------------------------------------------------------------------------
@@ -162,7 +163,7 @@ class JobQueue:
             id_ = new_job_id()
             while id_ in self._jobs or (self.root / id_).exists():
                 id_ = new_job_id()
-            job = {"id": id_, "object": "job", "status": "queued", "created": now_iso(), "started": None,
+            job: dict[str, Any] = {"id": id_, "object": "job", "status": "queued", "created": now_iso(), "started": None,
                    "finished": None, "intent": intent, "artwork_id": None, "error": None, "warnings": [],
                    "seconds": None}
             if self._queue.full():
@@ -241,9 +242,13 @@ class JobQueue:
                 self.events.publish("job", self.public(job))
             started = time.perf_counter()
             warnings: list[str] = job["warnings"]
+
+            def log(message: object, warnings: list[str] = warnings) -> None:
+                warnings.append(str(message)[:500])
+
             try:
                 artwork = run_pipeline(item["config"], self.root / item["id"], registry=self.registry,
-                                       log=lambda m: warnings.append(str(m)[:500]), generators=self.generators)
+                                       log=log, generators=self.generators)
                 self._durations.append(time.perf_counter() - started)
                 artwork_id = self.index.add(artwork.path.parent) or None
                 self._finish(item, "succeeded", artwork_id=artwork_id, started=started)

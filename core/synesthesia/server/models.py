@@ -15,9 +15,10 @@ from __future__ import annotations
 import collections
 import copy
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any
 
 from synesthesia.errors import ConfigError, SynesthesiaError
 from synesthesia.pipeline import GeneratorCache
@@ -53,7 +54,7 @@ class FairLock:
             else:
                 self._held = False
 
-    def __enter__(self) -> "FairLock":
+    def __enter__(self) -> FairLock:
         self.acquire()
         return self
 
