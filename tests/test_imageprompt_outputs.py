@@ -123,7 +123,8 @@ def test_chinese_poem_writes_every_format(tmp_path):
     assert set(files) == FILES
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind
     prompt_text = files["prompt.txt"].read_text(encoding="utf-8").strip()
-    assert prompt_text.startswith("(setting moon:1.3), (crows crying:1.2), (frost:1.1), traditional Chinese ink wash painting")
+    assert prompt_text.startswith("(setting moon:1.3), (crows crying:1.2), (frost:1.1), "
+                                  "traditional Chinese ink wash painting")
     assert len(Tokenizer().encode(WEIGHT.sub(r"\1", prompt_text))) + 2 <= 77
 
     a1111 = parse_a1111(files["a1111_parameters.txt"].read_text(encoding="utf-8"))
@@ -247,16 +248,16 @@ def test_sketch_can_be_switched_off(tmp_path):
 
 
 def test_pipeline_artwork_for_a_chinese_and_an_english_poem(tmp_path):
-    from synesthesia.pipeline import _validated_options, finish_artwork, _stage
-    from synesthesia.plugins import get_registry
+    from synesthesia.pipeline import finish_artwork, new_staging
+    from synesthesia.plugins import get_registry, validate_options
 
     registry = get_registry()
     renderer = registry.renderer("imageprompt")  # found through the installed entry point
     for name, text, language in (("zh", FENG_QIAO_YE_BO, "zh"), ("en", SONNET_18, "en")):
         run_dir = tmp_path / name
-        options = _validated_options(renderer, {"style": "auto", "variations": 2})
+        options = validate_options(renderer, {"style": "auto", "variations": 2})
         manifest = {"seed": 11, "intent": {"language": language, "form": ""}, "model": {"name": "test"}}
-        artwork = finish_artwork(run_dir, _stage(run_dir), text, manifest, [(renderer, options)],
+        artwork = finish_artwork(run_dir, new_staging(run_dir), text, manifest, [(renderer, options)],
                                  fail_on_error=True, registry=registry)
         written = {p.name for p in (artwork.path / "imageprompt").iterdir()}
         assert written == FILES

@@ -13,14 +13,15 @@ from pydantic import ValidationError
 
 from synesthesia.components import RenderContext
 from synesthesia_midi import audio
-from synesthesia_midi.melody import Melody, Note, Template, compose
+from synesthesia_midi.melody import Melody, Note, Template
 from synesthesia_midi.midi_file import read_midi, write_midi
 from synesthesia_midi.options import MidiOptions
 from synesthesia_midi.prosody import analyze
 from synesthesia_midi.render import render
 
 JINGYESI = "床前明月光，疑是地上霜。\n举头望明月，低头思故乡。"
-LAMB = "Little Lamb who made thee?\nDost thou know who made thee,\nGave thee life and bid thee feed\nBy the stream and o'er the mead;"
+LAMB = ("Little Lamb who made thee?\nDost thou know who made thee,\nGave thee life and bid thee feed\n"
+        "By the stream and o'er the mead;")
 
 
 def _context(tmp_path: Path, text: str, **options) -> RenderContext:
@@ -148,14 +149,13 @@ def test_bad_options_name_the_field(options, field):
 
 def test_bad_options_through_the_pipeline_name_renderer_and_field():
     from synesthesia.errors import ConfigError
-    from synesthesia.pipeline import _validated_options
-    from synesthesia.plugins import get_registry
+    from synesthesia.plugins import get_registry, validate_options
 
     registry = get_registry()
     renderer = registry.renderers()["midi"]
-    assert isinstance(_validated_options(renderer, {"key": "F#", "tempo": 80}), MidiOptions)
+    assert isinstance(validate_options(renderer, {"key": "F#", "tempo": 80}), MidiOptions)
     with pytest.raises(ConfigError, match=r"renderer\.midi\.key"):
-        _validated_options(renderer, {"key": "X"})
+        validate_options(renderer, {"key": "X"})
 
 
 def test_explicit_missing_soundfont_and_unknown_engine_are_clear_errors(tmp_path):

@@ -21,9 +21,10 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from synesthesia import __version__
 from synesthesia.components import (
@@ -46,7 +47,7 @@ from synesthesia.fileio import (
     write_atomic,
     write_json_atomic,
 )
-from synesthesia.plugins import Registry, get_registry
+from synesthesia.plugins import Registry, get_registry, validate_options
 from synesthesia.theme import text_quality, theme_coverage, understand_theme
 
 ARTWORK_DIR = "artwork"
@@ -83,12 +84,6 @@ class Plan:
     constrained: bool
     config: dict[str, Any]
     theme: Any = None  # synesthesia.theme.ThemeUnderstanding
-
-
-def _validated_options(renderer: Renderer, raw: Mapping[str, Any] | None) -> Any:
-    from synesthesia.plugins import validate_options
-
-    return validate_options(renderer, raw)  # strict for every renderer, a plugin's too
 
 
 def _choose_renderers(registry: Registry, names: list[str], language: str | None) -> list[Renderer]:
@@ -157,7 +152,7 @@ def plan(config: Mapping[str, Any], registry: Registry | None = None) -> Plan:
     if unknown:
         raise ConfigError(f"options given for unknown renderer(s) {', '.join(sorted(unknown))}; "
                           f"available: {', '.join(sorted(registry.renderers()))}")
-    validated = [(r, _validated_options(r, renderer_options.get(r.name))) for r in renderers]
+    validated = [(r, validate_options(r, renderer_options.get(r.name))) for r in renderers]
     gen = dict(cfg.get("generation") or {})
     max_new = int(gen.get("max_new_tokens") or 0) or int(form.max_new_tokens or SamplingSettings.max_new_tokens)
     sampling = SamplingSettings(
@@ -294,7 +289,8 @@ def _generator_options(plan_: Plan) -> dict[str, Any]:
 
 class GeneratorCache:
     """Models loaded once per process, for long-lived processes (a server, an installation loop): keyed by
-    generator, model, device, dtype and the generator's own options (two endpoints never share an entry). Not thread-safe for decoding: run one pipeline at a time per model."""
+    generator, model, device, dtype and the generator's own options (two endpoints never share an entry).
+    Not thread-safe for decoding: run one pipeline at a time per model."""
 
     def __init__(self) -> None:
         self._loaded: dict[tuple, Any] = {}
@@ -375,7 +371,8 @@ def remove_stale_staging(run_dir: Path) -> list[Path]:
     return removed
 
 
-def _stage(run_dir: Path) -> Path:
+def new_staging(run_dir: Path) -> Path:
+    """A fresh staging folder in ``run_dir`` for ``finish_artwork`` (leftovers of dead processes cleaned)."""
     remove_stale_staging(run_dir)
     staging = run_dir / f".{ARTWORK_DIR}-staging-{os.getpid()}-{time.time_ns()}"
     staging.mkdir(parents=True)
@@ -412,7 +409,7 @@ class RunLock:
         self.path = Path(run_dir) / ".synesthesia.lock"
         self._handle: Any = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         import fcntl
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -511,7 +508,7 @@ def _run_locked(plan_: Plan, config: Mapping[str, Any], run_dir: Path, registry:
     text, verdict, history = write_candidates(plan_, loaded, log=log)
     timings["generate"] = round(time.perf_counter() - t0, 3)
     conditioning = plan_.form.conditioning(plan_.request)
-    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     manifest: dict[str, Any] = {
         "synesthesia_version": __version__,
         "created": created,
@@ -544,7 +541,7 @@ def _run_locked(plan_: Plan, config: Mapping[str, Any], run_dir: Path, registry:
         manifest["revisions"] = history + [{"revision": kept_as + 1, "source": "model", "created": created,
                                             "text_sha256": sha256_text(text),
                                             "previous": str(keep.relative_to(run_dir))}]
-    staging = _stage(run_dir)
+    staging = new_staging(run_dir)
     try:
         artwork = finish_artwork(run_dir, staging, text, manifest, plan_.renderers,
                                  fail_on_error=bool(dict(config.get("pipeline") or {}).get("fail_on_renderer_error")),
@@ -606,7 +603,7 @@ def _render_locked(run_dir: Path, artwork_dir: Path, force: bool, registry: Regi
     config = dict(manifest.get("config") or {})
     renderer_options = dict(config.get("renderer") or {})
     names = [name for name in manifest.get("renderers", {})]
-    renderers = [(r, _validated_options(r, renderer_options.get(r.name))) for r in
+    renderers = [(r, validate_options(r, renderer_options.get(r.name))) for r in
                  (registry.renderer(name) for name in names)]
 
     # Keep the previous revision whole, with the text it was rendered from.
@@ -618,7 +615,7 @@ def _render_locked(run_dir: Path, artwork_dir: Path, force: bool, registry: Regi
         write_atomic(keep_staging / TEXT_FILE, old_text if old_text.endswith("\n") else old_text + "\n")
         os.replace(keep_staging, keep)
 
-    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     intent = manifest.get("intent", {})
     form_name = intent.get("form", "")
     request = FormRequest(theme=intent.get("theme", ""), prompt=intent.get("prompt", ""),
@@ -646,7 +643,7 @@ def _render_locked(run_dir: Path, artwork_dir: Path, force: bool, registry: Regi
         "plugins": plugin_versions(registry),
         "timings": {},
     }
-    staging = _stage(run_dir)
+    staging = new_staging(run_dir)
     try:
         return finish_artwork(run_dir, staging, new_text, new_manifest, renderers,
                               fail_on_error=bool(dict(config.get("pipeline") or {}).get("fail_on_renderer_error")),
