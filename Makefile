@@ -25,12 +25,15 @@ lint: bootstrap
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
+# Decoding speed against HF and the memory roofline, then warm pipeline latency (transformers is a dependency).
 bench: bootstrap
 	$(PY) benchmarks/bench_generate.py
+	$(PY) benchmarks/bench_warm.py
 
 # Every table in the README, one script each.
 bench-all: bootstrap corpora
 	$(PY) benchmarks/bench_generate.py
+	$(PY) benchmarks/bench_warm.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_models.py
 	$(PY) benchmarks/bench_poetry.py

@@ -1,17 +1,45 @@
-"""What machine a benchmark ran on: every table prints it (machines differ from session to session)."""
+"""What machine a benchmark ran on (every table prints it: machines differ from session to session), and how
+fast its memory is (the roofline a decoder that reads every weight once per token cannot beat)."""
 
 from __future__ import annotations
 
-import platform
-from pathlib import Path
+import time
+
+from synesthesia.hardware import cpu_model  # noqa: F401  (one source: benchmarks print what auto decides by)
 
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo, else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
+def memory_bandwidth(device: str = "cpu", megabytes: float = 1024, repeats: int = 5) -> dict[str, float]:
+    """GB/s of a read (``sum`` of a float32 tensor of ``megabytes``) and of a copy (bytes read + written), best
+    of ``repeats``, with torch's current thread count. The tensor is filled first (untouched pages read as a
+    shared zero page and would flatter the figure). 1 GiB is far larger than any cache (main memory); a
+    tensor the size of a model's weights measures what re-reading those weights every token can reach."""
+    import torch
+
+    n = int(megabytes * 1024 * 1024) // 4
+    source = torch.ones(n, device=device)
+    target = torch.empty_like(source)
+    sync = torch.cuda.synchronize if source.is_cuda else (lambda: None)
+
+    def best(run) -> float:
+        run()
+        sync()
+        fastest = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            sync()
+            fastest = min(fastest, time.perf_counter() - start)
+        return fastest
+
+    read = n * 4 / best(source.sum) / 1e9
+    copy = 2 * n * 4 / best(lambda: target.copy_(source)) / 1e9
+    return {"read": read, "copy": copy}
+
+
+def device_name(device: str) -> str:
+    """The CPU model, or the GPU's name for a CUDA device."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_name(device)
+    return cpu_model()
