@@ -30,7 +30,10 @@ class ModelConfig:
     # CPU threads for decoding; 0 keeps torch's default. Small models decode fastest on one thread,
     # and more threads slow to a crawl when other processes share the cores.
     threads: int = 1
-    # Inference weights: float32 (tokens exactly as trained), bfloat16, or int8 (weight-only; fastest).
+    # Inference weights: float32 (tokens exactly as trained), bfloat16, int8 (weight-only), or auto: what this
+    # machine runs fastest, never slower than float32 (synesthesia.hardware; the manifest's model.dtype_choice
+    # says what and why). float32 stays the default: auto may pick int8, whose tokens differ from the trained
+    # model's and from machine to machine, and which the hf generator does not take.
     dtype: str = "float32"
     # model.generator=openai: the server's base URL (http://127.0.0.1:8000/v1; None: OpenAI itself) and the
     # environment variable that holds the API key (its value is never written to a manifest or log).
