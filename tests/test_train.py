@@ -374,3 +374,24 @@ def test_learning_rate_schedule():
     assert max(rates) == pytest.approx(o.learning_rate, rel=0.1)
     assert rates[100] == pytest.approx(o.min_lr)
     assert all(a >= b for a, b in zip(rates[10:], rates[11:]))
+
+
+@pytest.mark.slow
+def test_readme_training_commands_as_written(tmp_path):
+    """The README's train / resume / run-with-the-run's-folder commands, through the real CLI (small sizes)."""
+    from tests.conftest import run_cli
+
+    poems = tmp_path / "my_poems"
+    poems.mkdir()
+    (poems / "sonnet.txt").write_text(VERSE * 3, encoding="utf-8")
+    small = ["train=tiny", "optim.max_iters=12", "eval_interval=6", "checkpoint_interval=6", "progress=false"]
+    first = run_cli("train", "data.paths=[my_poems/]", "out_dir=runs/mine", *small, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    again = run_cli("train", "out_dir=runs/mine", "resume=true", cwd=tmp_path)  # exactly as the README writes it
+    assert again.returncode == 0, again.stderr
+    assert "already finished: step 12 of optim.max_iters=12" in again.stdout
+    art = run_cli("run", "model.name=runs/mine", "form=free", "theme=the sea at night", "hydra.run.dir=art",
+                  cwd=tmp_path)
+    assert art.returncode == 0, art.stderr
+    manifest = json.loads((tmp_path / "art" / "artwork" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["model"]["path"] == "runs/mine/best"  # the run's best evaluation
