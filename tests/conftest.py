@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -80,3 +82,41 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def _jack_is_up(env: dict[str, str]) -> bool:
+    return subprocess.run(["jack_lsp"], env=env, capture_output=True, timeout=10).returncode == 0
+
+
+@pytest.fixture
+def jack_server(monkeypatch, tmp_path):
+    """A private JACK server with the dummy driver (no sound hardware needed), stopped afterwards."""
+    if shutil.which("jackd") is None or shutil.which("jack_lsp") is None:
+        pytest.skip("no MIDI backend: jackd is not installed (scripts/bootstrap.sh installs Debian jackd2)")
+    rtmidi = pytest.importorskip("rtmidi", reason="no MIDI backend: python-rtmidi is not installed")
+    if rtmidi.API_UNIX_JACK not in rtmidi.get_compiled_api():
+        pytest.skip("no MIDI backend: python-rtmidi was built without JACK support")
+    name = f"synesthesia-test-{os.getpid()}"
+    env = {**os.environ, "JACK_DEFAULT_SERVER": name, "JACK_NO_START_SERVER": "1", "JACK_NO_AUDIO_RESERVATION": "1"}
+    log_path = tmp_path / "jackd.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", "44100", "-p", "256"],
+                                  stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 15
+        while not _jack_is_up(env):
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.skip("no MIDI backend can run here: jackd -d dummy did not start: "
+                            f"{log_path.read_text(errors='replace')[-300:]}")
+            time.sleep(0.2)
+        for key in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER", "JACK_NO_AUDIO_RESERVATION"):
+            monkeypatch.setenv(key, env[key])
+        monkeypatch.setenv("SYNESTHESIA_MIDI_API", "UNIX_JACK")
+        yield name
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

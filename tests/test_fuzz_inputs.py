@@ -3,7 +3,6 @@ that text (never interpolated), and theme understanding and planning never fail 
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

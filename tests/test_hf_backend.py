@@ -88,7 +88,8 @@ def bpe_model(tmp_path_factory):
     text.write_text(("the sea at night is dark and wide\nthe moon above the silver tide\n"
                      "and all the boats come home to rest\nbeneath the stars upon the west\n\n") * 30, encoding="utf-8")
     main([f"data.paths=[{text}]", f"out_dir={root / 'run'}", "tokenizer.kind=bpe", "tokenizer.vocab_size=300",
-          "model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=64", "optim.max_iters=120", "optim.learning_rate=0.01",
+          "model.n_layer=1", "model.n_head=2", "model.n_embd=32", "model.block_size=64", "optim.max_iters=120",
+          "optim.learning_rate=0.01",
           "optim.batch_size=8", "optim.warmup_iters=3", "eval_interval=120", "eval_iters=1", "checkpoint_interval=120",
           "progress=false", "device=cpu"])
     return export_hf(root / "run" / "checkpoint", root / "hf")
@@ -124,7 +125,8 @@ def test_a_chat_model_gets_the_forms_rules_through_its_chat_template(tmp_path, b
     texts = loaded.generate(request)
     assert len(texts) == 2 and loaded.describe()["prompt_format"] == "chat-template"
     prompt = loaded.describe()["prompt"]
-    assert prompt.startswith("<system>") and "haiku" in prompt and "Theme: " in prompt and prompt.endswith("<assistant>")
+    assert prompt.startswith("<system>") and "haiku" in prompt and "Theme: " in prompt
+    assert prompt.endswith("<assistant>")
 
 
 def test_a_model_id_from_the_local_hugging_face_cache(tmp_path, exported, monkeypatch):
@@ -155,7 +157,8 @@ def test_one_line_failures(exported):
 
 
 def test_the_goal_command(tmp_path, exported):
-    result = run_cli("run", "form=七绝", "theme=秋月", "model=hf", f"model.name={exported['tang']}",  # the command
+    # The command:
+    result = run_cli("run", "form=七绝", "theme=秋月", "model=hf", f"model.name={exported['tang']}",
                      "pipeline=text_only", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     manifest = json.loads(next(tmp_path.glob("outputs/*/*/artwork/manifest.json")).read_text(encoding="utf-8"))

@@ -69,7 +69,8 @@ def test_short_poem_keeps_everything():
 def test_smaller_budget_is_respected():
     built = build(FENG_QIAO_YE_BO, token_budget=30)
     assert real_clip_count(built.prompt) <= 30
-    assert built.prompt.startswith("(setting moon:1.3), (crows crying:1.2), (frost:1.1), traditional Chinese ink wash painting")
+    assert built.prompt.startswith("(setting moon:1.3), (crows crying:1.2), (frost:1.1), "
+                                   "traditional Chinese ink wash painting")
 
 
 def test_weights_are_well_formed_and_optional():

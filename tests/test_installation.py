@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from synesthesia.installation import RUN_NAME, STATE_FILE, apply_retention, parse_themes
-from tests.test_midi_live import jack_server  # noqa: F401 (the fixture: a private JACK server, dummy driver)
 
 FAST = ["pipeline.renderers=[poem_text,poem_html,midi]", "renderer.midi.audio=false", "generation.candidates=2",
         "generation.max_attempts=1"]
@@ -156,7 +155,8 @@ def test_list_osc_out_failures_retention_and_one_model_load(tmp_path, osc):
     assert {"midi", "poem_text", ""} <= {f[0] for f in files} and all(Path(f[1]).is_file() for f in files)
     assert osc.of("/synesthesia/status")[-1] == ("stopped", 4)
     saved = state(artworks)
-    assert (saved["made"], saved["failed"], saved["next_seq"], saved["position"], saved["current"]) == (3, 1, 5, 1, None)
+    counters = (saved["made"], saved["failed"], saved["next_seq"], saved["position"], saved["current"])
+    assert counters == (3, 1, 5, 1, None)
 
 
 def test_osc_and_http_triggers(tmp_path, osc):

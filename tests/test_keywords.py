@@ -7,7 +7,6 @@ import json
 import pytest
 
 from synesthesia import wordnet
-
 from synesthesia.keywords import (
     KEYWORDS_FILE,
     KeywordExtractor,

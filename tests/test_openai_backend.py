@@ -124,7 +124,8 @@ def key(monkeypatch):
 
 def config(server, **model):
     return {"form": "七绝", "theme": "秋月",
-            "model": {"generator": "openai", "name": "tang", "base_url": server["url"], "api_key_env": KEY_ENV, **model},
+            "model": {"generator": "openai", "name": "tang", "base_url": server["url"], "api_key_env": KEY_ENV,
+                      **model},
             "generation": {"candidates": 3, "max_attempts": 2}, "pipeline": {"renderers": []}}
 
 
@@ -183,8 +184,8 @@ def test_one_line_failures(openai_server, monkeypatch):
 
 def test_the_cli_with_base_url(tmp_path, openai_server):
     result = run_cli("run", "form=七绝", "theme=秋月", "model.generator=openai", "model.name=tang",
-                     f"model.base_url={openai_server['url']}", f"model.api_key_env={KEY_ENV}", "generation.candidates=2",
-                     "pipeline=text_only", cwd=tmp_path, env={KEY_ENV: KEY})
+                     f"model.base_url={openai_server['url']}", f"model.api_key_env={KEY_ENV}",
+                     "generation.candidates=2", "pipeline=text_only", cwd=tmp_path, env={KEY_ENV: KEY})
     assert result.returncode == 0, result.stderr
     assert KEY not in result.stdout + result.stderr
     manifest = json.loads(next(tmp_path.glob("outputs/*/*/artwork/manifest.json")).read_text(encoding="utf-8"))

@@ -128,8 +128,8 @@ def test_models_completions_and_streams(server, oai):
         if chunk.choices and chunk.choices[0].delta.content:
             first = first or time.perf_counter() - started
             content += chunk.choices[0].delta.content
-    lines = [l for l in content.splitlines() if l.strip()]
-    assert len(lines) == 2 and all(len(l) == 16 for l in lines), content  # 七绝: two couplets of 7+7 and marks
+    lines = [line for line in content.splitlines() if line.strip()]
+    assert len(lines) == 2 and all(len(line) == 16 for line in lines), content  # 七绝: two couplets of 7+7 and marks
     assert usage is not None and usage.completion_tokens > 20
     print(f"first streamed token (warm, 七绝, tang): {first:.3f} s")
 
@@ -263,7 +263,7 @@ def test_files_cannot_leave_the_artworks_folder(server, tmp_path):
                  "%2Fetc%2Fpasswd", "/etc/passwd", "poem_text/../../text.txt", "poem_text/%2e%2e/text.txt",
                  "poem_text/poem.md", "link.txt", "poem_text\\..\\text.txt", "text.txt%00.png", "./text.txt"]:
         assert server.raw_get(base + path) in {404, 400}, path
-    for path in [f"/v1/artworks/..%2F..%2Fetc/files/passwd", f"/v1/artworks/{art_id}%2F..%2F../files/text.txt",
+    for path in ["/v1/artworks/..%2F..%2Fetc/files/passwd", f"/v1/artworks/{art_id}%2F..%2F../files/text.txt",
                  "/v1/artworks/../../etc/passwd", "/static/../../../etc/passwd"]:
         assert server.raw_get(path) in {404, 400}, path
 

@@ -163,9 +163,9 @@ class JobQueue:
             id_ = new_job_id()
             while id_ in self._jobs or (self.root / id_).exists():
                 id_ = new_job_id()
-            job: dict[str, Any] = {"id": id_, "object": "job", "status": "queued", "created": now_iso(), "started": None,
-                   "finished": None, "intent": intent, "artwork_id": None, "error": None, "warnings": [],
-                   "seconds": None}
+            job: dict[str, Any] = {"id": id_, "object": "job", "status": "queued", "created": now_iso(),
+                                   "started": None, "finished": None, "intent": intent, "artwork_id": None,
+                                   "error": None, "warnings": [], "seconds": None}
             if self._queue.full():
                 raise QueueFull(self.retry_after())
             snapshot = self.public(job)
