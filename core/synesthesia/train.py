@@ -15,13 +15,21 @@ N evaluations in a row without such an improvement. The best step and loss are r
 ``best/``, ``export/`` and ``checkpoint/`` (``best_step``, ``best_val_loss``), so a model that went on to
 overfit ships the weights from before it did. ``early_stopping.keep_best=false`` exports the last step.
 
-``resume=true`` continues from ``out_dir/checkpoint`` exactly: the model, AdamW moments, the global RNG
+``resume=true`` continues from ``out_dir/checkpoint`` with the config saved there (only options given on the
+command line change; never the model or tokenizer, and a finished run stays finished unless
+``optim.max_iters`` is raised), exactly: the model, AdamW moments, the global RNG
 (dropout) and the data sampler's generator are restored, so the resumed run draws the same batches and
 reproduces the uninterrupted run's losses (bit for bit on CPU). Killing training loses at most
 ``checkpoint_interval`` steps. ``init_from=PATH`` starts a new run from a trained checkpoint (fine-tuning):
 its model and tokenizer are kept; characters the tokenizer lacks are spelled with byte tokens.
 
-Data handling (documents, packing, split, windows) is described in ``synesthesia.data``.
+Data handling (documents, packing, split, windows) is described in ``synesthesia.data``. Under
+``torchrun --nproc_per_node=N -m synesthesia train ...`` training is data-parallel (see ``init_distributed``).
+``dtype=auto`` is what ``synesthesia.hardware`` finds this hardware trains fastest (recorded in train_state.json).
+
+The parts: ``setup`` (config, corpus, model) -> ``start_run`` (optimizer, dtype, DDP, resumed state; usable
+for any GPT and sampler, e.g. the MIDI plugin's melody model) -> ``fit`` (the loop: ``train_step``,
+``evaluate`` + ``record_evaluation``, ``write_checkpoint``) -> ``finish`` (export, result).
 """
 
 from __future__ import annotations
@@ -460,7 +468,7 @@ def start_run(cfg, model, tokenizer, train_batches, eval_batches: dict, data_sta
     if dist.world_size > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        net = DistributedDataParallel(net, device_ids=[device] if device.startswith("cuda") else None)
+        net = DistributedDataParallel(net, device_ids=[torch.device(device)] if device.startswith("cuda") else None)
     run = Run(cfg=cfg, dist=dist, device=device, dtype=dtype, autocast_dtype=resolve_autocast_dtype(dtype["dtype"], device),
               model=model, net=net, tokenizer=tokenizer, optimizer=optimizer, train_batches=train_batches,
               eval_batches=eval_batches, data_state=data_state, meta={**_run_meta(cfg), "train_dtype": dtype["dtype"]},
