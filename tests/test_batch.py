@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import run_cli, save_tiny_checkpoint
 
 FAST = ["generation.candidates=1", "generation.max_attempts=1", "pipeline.renderers=[poem_text]"]
 
@@ -16,17 +16,7 @@ FAST = ["generation.candidates=1", "generation.max_attempts=1", "pipeline.render
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A small real checkpoint that writes free verse (random weights: fast, and any text is 'free')."""
-    import torch
-
-    from synesthesia.checkpoint import save_checkpoint
-    from synesthesia.model import GPT, GPTConfig
-    from synesthesia.tokenizer import CharTokenizer, control_tokens_for
-
-    text = "the sea at night is cold and wide\nthe moon above, the waves beside\n"
-    tokenizer = CharTokenizer.train([text], control_tokens=control_tokens_for(["en"], ["free"]))
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=32))
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", model, tokenizer)
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", forms=("free",))
 
 
 def _index(out: Path) -> dict[int, dict]:
