@@ -3,8 +3,8 @@
 # its Gutenberg Poetry Corpus lines (scripts/prepare_corpora.sh verse), train with conf/train/verse.yaml
 # (early stopping: the best evaluation's weights are exported), install the float16 export into the
 # transformer plugin. Extra arguments are Hydra overrides, e.g. device=cuda optim.max_iters=20000.
-# About 40 minutes with OMP_NUM_THREADS=1 on one core of a Xeon with AMX (bfloat16 autocast); on a CPU
-# without fast bfloat16, add dtype=float32 (about five times slower).
+# About 40 minutes with OMP_NUM_THREADS=1 on one core of a Xeon with AMX (dtype auto picks bfloat16 autocast
+# there); on a CPU without fast bfloat16, dtype auto trains in float32 (about five times slower).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
