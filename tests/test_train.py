@@ -286,10 +286,12 @@ def test_resume_takes_the_saved_config_and_never_lengthens_a_run_unasked(tmp_pat
     assert state["step"] == 10 and state["config"]["model"]["n_embd"] == 32 and state["config"]["optim"]["max_iters"] == 10
     assert state["dtype"]["dtype"] == "float32" and state["dtype"]["reason"] == "set explicitly"
     # Asked for: train on to step 15 with the saved data, model and schedule.
-    longer = main([f"out_dir={out}", "resume=true", "optim.max_iters=15"])
+    # log_interval=10 is the default, yet asked for: it replaces the saved 1.
+    longer = main([f"out_dir={out}", "resume=true", "optim.max_iters=15", "log_interval=10"])
     assert longer.step == 15 and max(step_losses(longer.metrics_path)) == 15
     saved = json.loads((out / "checkpoint" / "train_state.json").read_text())["config"]
     assert saved["optim"]["max_iters"] == 15 and saved["data"]["paths"] == [str(verse)]
+    assert saved["log_interval"] == 10 and saved["eval_iters"] == 2  # the rest is the saved run's
     with pytest.raises(ConfigError, match="model.n_layer=3 cannot change when resuming"):
         main([f"out_dir={out}", "resume=true", "model.n_layer=3"])
     # A training run's folder is a model: its best evaluation's weights.

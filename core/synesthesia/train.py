@@ -288,9 +288,12 @@ def resumed_config(cfg, overrides: list[str] | tuple[str, ...] = ()):
     saved = load_train_state(ckpt_dir).get("config")
     if not isinstance(saved, dict):  # a checkpoint from before configs were saved: the command line is all
         return cfg
+    # Asked for: every key the overrides name (even at its default value), and every key a preset changed.
+    named = [o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o]
     baseline = _flatten(OmegaConf.to_container(compose_config(["resume=true"]), resolve=True))
     asked = {k: v for k, v in _flatten(OmegaConf.to_container(cfg, resolve=True)).items()
-             if k not in ("out_dir", "resume", "overwrite") and baseline.get(k) != v}
+             if k not in ("out_dir", "resume", "overwrite")
+             and (baseline.get(k) != v or any(k == n or k.startswith(n + ".") for n in named))}
     saved_flat = _flatten(saved)
     for key, value in asked.items():
         if key.split(".")[0] in _FIXED_ON_RESUME and saved_flat.get(key) != value:
