@@ -240,7 +240,7 @@ def test_english_theme_words_become_the_chinese_models_keywords(tmp_path):
     manifest = json.loads((run_dir / "artwork" / "manifest.json").read_text(encoding="utf-8"))
     mapping = manifest["model"]["theme_mapping"]
     assert mapping["keywords"] == ["秋", "月"] and mapping["unknown"] == []
-    lines = [l for l in manifest["text"].splitlines() if l.strip()]
+    lines = [line for line in manifest["text"].splitlines() if line.strip()]
     assert manifest["validation"]["ok"] and len("".join(lines)) >= 28
 
 
@@ -252,8 +252,8 @@ def test_validators_see_the_request_at_run_and_after_an_edit(tmp_path):
     assert result.returncode == 0, result.stderr
     artwork = run_dir / "artwork"
     manifest = json.loads((artwork / "manifest.json").read_text(encoding="utf-8"))
-    lines = [l for l in manifest["text"].replace("，", "\n").replace("。", "\n").splitlines() if l.strip()]
-    assert [l[0] for l in lines] == list("春夏秋冬") and manifest["validation"]["ok"]
+    lines = [line for line in manifest["text"].replace("，", "\n").replace("。", "\n").splitlines() if line.strip()]
+    assert [line[0] for line in lines] == list("春夏秋冬") and manifest["validation"]["ok"]
     # The artist swaps the first character: the text no longer carries the requested heads.
     (artwork / "text.txt").write_text("夏" + manifest["text"][1:], encoding="utf-8")
     rendered = run_cli("render", str(run_dir), env=env)
@@ -261,7 +261,7 @@ def test_validators_see_the_request_at_run_and_after_an_edit(tmp_path):
     revised = json.loads((artwork / "manifest.json").read_text(encoding="utf-8"))
     assert revised["revision"] == 2 and not revised["validation"]["ok"]
     # ...and the artist is told so in one line, not only in the manifest.
-    warnings = [line for line in rendered.stderr.splitlines() if "no longer obeys form '藏头诗'" in line]
+    warnings = [line for line in rendered.stderr.splitlines() if "does not obey form '藏头诗'" in line]
     assert len(warnings) == 1, rendered.stderr
 
 
@@ -275,7 +275,7 @@ def test_the_manifest_says_how_the_theme_was_understood_and_placed(tmp_path):
     theme = manifest["theme"]
     assert theme["words"] == ["江", "雪"] and theme["keywords"][0] == "江雪"  # the theme word whole, first
     assert theme["sources"]["江"] == "theme" and theme["sources"][theme["keywords"][1]] == "imagery"
-    lines = [l for l in manifest["text"].replace("，", "\n").replace("。", "\n").splitlines() if l.strip()]
+    lines = [line for line in manifest["text"].replace("，", "\n").replace("。", "\n").splitlines() if line.strip()]
     assert [p["line"] for p in theme["plan"]] == [0, 1, 2, 3]
     for entry in theme["plan"]:  # every planned keyword landed in its own line
         assert entry["keyword"] in lines[entry["line"]], (entry, lines)

@@ -161,7 +161,8 @@ def test_plugins_lists_hook_docs_forms_renderer_options_and_config_groups(plugin
     text = run_cli("plugins", env=env)
     assert text.returncode == 0, text.stderr
     assert "  register_renderers: Contribute renderers" in text.stdout
-    assert "        loud=true  (bool)" in text.stdout and "        width=1200  (int)  page width in pixels" in text.stdout
+    assert "        loud=true  (bool)" in text.stdout
+    assert "        width=1200  (int)  page width in pixels" in text.stdout
     assert "config groups (pkg://synesthesia_hf.conf): model=hf" in text.stdout
 
 

@@ -35,9 +35,9 @@ import random
 import re
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 from synesthesia.errors import CorpusError
 from synesthesia.fileio import atomic_open
@@ -325,7 +325,8 @@ def add_keywords(records: list[Record], top_k: int, min_df: int, seed: int, drop
     return vocabulary
 
 
-def split_records(records: list[Record], val_fraction: float, split: str, seed: int) -> tuple[list[Record], list[Record]]:
+def split_records(records: list[Record], val_fraction: float, split: str,
+                  seed: int) -> tuple[list[Record], list[Record]]:
     """``tail``: the last ``val_fraction`` of the corpus in order (nanoGPT's Shakespeare split);
     ``random``: a seeded shuffle first (a poem collection sorted by poet would otherwise hold out one era).
 
@@ -408,7 +409,8 @@ def prepare(
     if str(source) == CHINESE_POETRY and not source_path.exists():
         source_path = chinese_poetry_folder()
     if not source_path.exists():
-        raise CorpusError(f"{source_path}: no such file or folder; give a chinese-poetry folder, a text file or a folder")
+        raise CorpusError(f"{source_path}: no such file or folder; give a chinese-poetry folder, a text file or "
+                          "a folder")
     if kind == "auto":
         kind = "chinese-poetry" if source_path.is_dir() and find_chinese_poetry_files(source_path, dynasty) else "text"
     skipped: Counter[str] = Counter()
@@ -438,7 +440,8 @@ def prepare(
     if limit is not None:
         records = records[:limit]
     if not records:
-        raise CorpusError(f"{source_path}: no usable texts found ({found} read before filtering); check the source and --forms")
+        raise CorpusError(f"{source_path}: no usable texts found ({found} read before filtering); check the source "
+                          "and --forms")
     if keywords > 0:
         min_df = min_df if min_df is not None else max(2, round(0.001 * len(records)))
         vocabulary = add_keywords(records, keywords, min_df, seed, keyword_drop)
@@ -466,7 +469,8 @@ def prepare(
                     "min_chars": min_chars, "max_chars": max_chars, "limit": limit, "seed": seed},
         "script": ("simplified" if simplified else "traditional") if "zh" in languages else None,
         "languages": languages,
-        "records": {"read": read_total, "usable": found, "train": len(train), "val": len(val), "skipped": dict(sorted(skipped.items()))},
+        "records": {"read": read_total, "usable": found, "train": len(train), "val": len(val),
+                    "skipped": dict(sorted(skipped.items()))},
         "forms": {"train": _form_counts(train), "val": _form_counts(val)},
         "characters": {"train": sum(len(r.text) for r in train), "val": sum(len(r.text) for r in val)},
         "keyword_vocabulary": len(vocabulary),

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pluggy
 
@@ -103,12 +104,14 @@ class Registry:
         self.pm.register(module, name=name)
         version = getattr(module, "__version__", None)
         hooks = sorted(impl.name for impl in self.pm.get_hookcallers(module) or [])
-        self.plugins[name] = PluginInfo(name=name, version=version, module=getattr(module, "__name__", name), hooks=hooks)
+        self.plugins[name] = PluginInfo(name=name, version=version, module=getattr(module, "__name__", name),
+                                        hooks=hooks)
         self._collected.clear()
 
     # -- collecting registrations --------------------------------------------------------------
 
-    def _collect(self, hook_name: str, key: Callable[..., str], value: Callable[..., Any]) -> dict[str, tuple[str, Any]]:
+    def _collect(self, hook_name: str, key: Callable[..., str],
+                 value: Callable[..., Any]) -> dict[str, tuple[str, Any]]:
         """Call one ``register_*`` hook plugin by plugin, so one failure is attributed and contained."""
         if hook_name in self._collected:
             return self._collected[hook_name]
@@ -169,19 +172,22 @@ class Registry:
             if name in form.aliases:
                 return form
         names = sorted(set(forms) | {a for f in forms.values() for a in f.aliases})
-        raise ConfigError(f"unknown form '{name}'. Available forms: {', '.join(names) or 'none (no form plugin loaded)'}")
+        raise ConfigError(f"unknown form '{name}'. Available forms: "
+                          f"{', '.join(names) or 'none (no form plugin loaded)'}")
 
     def renderer(self, name: str) -> Renderer:
         renderers = self.renderers()
         if name not in renderers:
-            raise ConfigError(f"unknown renderer '{name}'. Available renderers: {', '.join(sorted(renderers)) or 'none'}"
+            raise ConfigError(f"unknown renderer '{name}'. Available renderers: "
+                              f"{', '.join(sorted(renderers)) or 'none'}"
                               f" (is its plugin installed and allowed by {ALLOWLIST_ENV}?)")
         return renderers[name]
 
     def generator(self, name: str) -> Any:
         generators = self.generators()
         if name not in generators:
-            raise ConfigError(f"unknown generator '{name}'. Available generators: {', '.join(sorted(generators)) or 'none'}")
+            raise ConfigError(f"unknown generator '{name}'. Available generators: "
+                              f"{', '.join(sorted(generators)) or 'none'}")
         return generators[name]
 
     def resolve_checkpoint(self, name_or_path: str | os.PathLike) -> Path:
@@ -251,9 +257,12 @@ def option_specs(options: Any) -> list[OptionSpec]:
                                     info.description or "", required, info.alias))
     elif options is not None and dataclasses.is_dataclass(options):
         for item in dataclasses.fields(options):
-            missing = item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING
-            default = None if missing else (item.default if item.default is not dataclasses.MISSING
-                                            else item.default_factory())
+            factory: Any = item.default_factory
+            missing = item.default is dataclasses.MISSING and factory is dataclasses.MISSING
+            if item.default is not dataclasses.MISSING:
+                default = item.default
+            else:
+                default = None if missing else factory()
             specs.append(OptionSpec(item.name, to_jsonable_python(default, fallback=str), _type_name(item.type),
                                     str(item.metadata.get("help", "")), missing))
     return specs

@@ -13,17 +13,20 @@ class MidiOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    instrument: int | None = Field(None, ge=0, le=127, description="General MIDI program 0-127 (default: 73 flute for Chinese, 0 piano for English)")
+    instrument: int | None = Field(None, ge=0, le=127, description="General MIDI program 0-127 "
+                                   "(default: 73 flute for Chinese, 0 piano for English)")
     tempo: float | None = Field(None, ge=30, le=300, description="beats per minute (default: from form and mood)")
     key: str | None = Field(None, description="tonic note name such as C, F#, Bb (default: chosen by seed)")
     mode: Literal["auto", "major", "minor", "gong", "shang", "zhi", "yu"] = "auto"
     accompaniment: Literal["auto", "drone", "chords", "none"] = "auto"
     melisma: bool = Field(False, description="let long syllables carry two notes (tone-shaped for Chinese)")
-    pitch_model: Literal["stats", "gpt"] = Field("stats", description="corpus interval statistics, or the small melody GPT trained by our core")
+    pitch_model: Literal["stats", "gpt"] = Field(
+        "stats", description="corpus interval statistics, or the small melody GPT trained by our core")
     seed: int | None = Field(None, description="melody seed (default: the artwork's seed)")
     audio: bool = Field(True, description="also render melody.wav")
     audio_engine: Literal["auto", "fluidsynth", "builtin"] = "auto"
-    soundfont: str | None = Field(None, description="path of a .sf2 General MIDI soundfont (default: the installed one)")
+    soundfont: str | None = Field(None, description="path of a .sf2 General MIDI soundfont "
+                                  "(default: the installed one)")
     gain: float = Field(0.8, gt=0, le=5, description="output gain (FluidSynth -g; the built-in synth scales its peak)")
     normalize: bool = Field(True, description="scale the WAV to peak at -1 dBFS (small soundfonts render quietly)")
     tail: float = Field(1.5, ge=0, le=10, description="seconds of sound kept after the last note (release and "

@@ -40,7 +40,8 @@ def render(context: RenderContext) -> list[Path]:
     from .options import MidiOptions
     from .prosody import analyze, detect_language
 
-    options = context.options if isinstance(context.options, MidiOptions) else MidiOptions(**dict(context.options or {}))
+    options = (context.options if isinstance(context.options, MidiOptions)
+               else MidiOptions(**dict(context.options or {})))
     # The text decides the language: an artist may replace an English draft with a Chinese poem.
     prosody = analyze(context.text, detect_language(context.text))
     seed = options.seed if options.seed is not None else context.seed

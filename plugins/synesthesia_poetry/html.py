@@ -23,7 +23,6 @@ from pathlib import Path
 
 from synesthesia.errors import SynesthesiaError
 from synesthesia.fileio import write_atomic
-
 from synesthesia_poetry import chinese
 from synesthesia_poetry.fonts import FontFile, drawable, find_font, font_family, missing_glyphs, system_fonts
 from synesthesia_poetry.layout import PageOptions, content_of, is_vertical, layout_pages, page_stem

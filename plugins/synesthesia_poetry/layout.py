@@ -19,14 +19,14 @@ from __future__ import annotations
 import math
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from synesthesia.errors import SynesthesiaError
-
 from synesthesia_poetry import chinese
 from synesthesia_poetry.fonts import FontFile, find_font, unrenderable
 
@@ -65,11 +65,13 @@ class PageOptions(BaseModel):
     latin_font: str | None = Field(None, description="font file or family for Latin text (author line)")
     orientation: Literal["auto", "vertical", "horizontal"] = Field(
         "auto", description="auto: vertical right-to-left columns for classical Chinese, horizontal otherwise")
-    script: Literal["as_is", "simplified", "traditional"] = Field("as_is", description="Chinese characters as written, or converted")
+    script: Literal["as_is", "simplified", "traditional"] = Field(
+        "as_is", description="Chinese characters as written, or converted")
     punctuation: bool | None = Field(None, description="None: dropped in vertical layout, kept otherwise")
     seal: bool = Field(True, description="a red seal after a vertical poem")
     seal_text: str = Field("通感之印", description="the seal's 1 to 4 characters")
-    shape: Literal["none", "circle", "wave"] = Field("none", description="concrete poetry: the text flows inside this shape")
+    shape: Literal["none", "circle", "wave"] = Field(
+        "none", description="concrete poetry: the text flows inside this shape")
     mask: Path | None = Field(None, description="picture whose dark pixels form the concrete-poetry shape")
     show_title: bool = True
     show_author: bool = Field(True, description="the credit line (the model, or the hand after an edit)")
@@ -396,7 +398,8 @@ def shape_test(options: PageOptions, box: tuple[float, float, float, float]) -> 
     raise SynesthesiaError(f"shape: no region test for {options.shape!r}; the wave is set along its curve")
 
 
-def _flow(units: list[str], widths: list[float], size: float, box, inside, leading: float) -> list[tuple[str, float, float]] | None:
+def _flow(units: list[str], widths: list[float], size: float, box, inside,
+          leading: float) -> list[tuple[str, float, float]] | None:
     """Place units (characters) row by row in the shape; None if they do not all fit."""
     x0, y0, x1, y1 = box
     placed: list[tuple[str, float, float]] = []
@@ -422,7 +425,8 @@ def _flow(units: list[str], widths: list[float], size: float, box, inside, leadi
     return placed
 
 
-def _flow_wave(units: list[str], widths: list[float], size: float, box, leading: float) -> list[tuple[str, float, float]] | None:
+def _flow_wave(units: list[str], widths: list[float], size: float, box,
+               leading: float) -> list[tuple[str, float, float]] | None:
     """Place units on parallel sine curves (two periods across the box); None if they do not all fit."""
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
