@@ -28,10 +28,6 @@ ALLOWLIST_ENV = "SYNESTHESIA_PLUGINS"
 STRICT_ENV = "SYNESTHESIA_STRICT_PLUGINS"
 
 
-class PluginWarning(UserWarning):
-    """A plugin failed to load or to register something; the rest keeps working."""
-
-
 @dataclass
 class PluginInfo:
     name: str
