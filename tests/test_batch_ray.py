@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -20,7 +21,8 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 RAY = Path(sys.executable).with_name("ray")
-ENV = {**os.environ, "RAY_AUTH_MODE": "token", "PYTHONUNBUFFERED": "1"}  # Ray's default: a token in ~/.ray
+# Ray's token authentication (on by default), with a token of this run's own: ~/.ray is neither read nor written.
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
 
 
 def _free_port() -> int:

@@ -214,10 +214,10 @@ def _job_log(run_dir: Path):
 
 
 def batch_job(cfg: Any) -> Optional[str]:
-    """Make one artwork of a batch (``cfg.intent`` names it) or of a sweep; record a failure in its folder.
-    Never raises for a bad intent: one failed job does not stop the others."""
+    """Make the artwork of one intent of a batch (``cfg.intent`` names its folder, which holds ``intent.json``);
+    record a failure there. Never raises for a bad intent: one failed job does not stop the others."""
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import open_dict
 
     from synesthesia.pipeline import run_pipeline
     from synesthesia.plugins import get_registry
@@ -226,12 +226,9 @@ def batch_job(cfg: Any) -> Optional[str]:
     log = _job_log(run_dir)
     try:
         with open_dict(cfg):
-            key = cfg.pop("intent", None)
-        if key is None:
-            config = OmegaConf.to_container(cfg, resolve=True)
-        else:
-            intent = json.loads((run_dir / INTENT_FILE).read_text(encoding="utf-8"))
-            config = intent_config(cfg, intent)
+            cfg.pop("intent")  # the folder's name (hydra.sweep.subdir), not a setting
+        intent = json.loads((run_dir / INTENT_FILE).read_text(encoding="utf-8"))
+        config = intent_config(cfg, intent)
         artwork = run_pipeline(config, run_dir, registry=get_registry(), log=log, generators=process_generators())
     except Exception as exc:  # noqa: BLE001 - recorded in the folder and the index, never lost
         if os.environ.get("SYNESTHESIA_DEBUG") == "1":
