@@ -73,9 +73,6 @@ MAX_QUEUE = 100
 MAX_THEME_CHARS = 200
 MAX_BODY_BYTES = 4096
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
-# Generation settings an intent to ``synesthesia serve`` may carry (POST /v1/artworks).
-SERVER_GENERATION = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "max_new_tokens", "candidates",
-                     "max_attempts", "constrained")
 
 
 class Abandon(BaseException):
@@ -691,20 +688,37 @@ class Installation:
         self.publish(seq, run.replace("/", "~"), artwork)
         return True
 
+    def _changed_renderer_options(self, renderer: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The renderer options that differ from their defaults (the composed config holds every option, as
+        for `run`; the server takes the rest from its own, and refuses some, such as font paths, over HTTP)."""
+        from synesthesia.plugins import option_defaults
+
+        changed = {}
+        for name, options in renderer.items():
+            defaults = option_defaults(self.registry.renderer(name))
+            differing = {k: v for k, v in dict(options or {}).items() if k not in defaults or defaults[k] != v}
+            if differing:
+                changed[name] = differing
+        return changed
+
     def _via_server(self, config: dict[str, Any]) -> Any:
         """Make the artwork as a job of ``synesthesia serve`` (so its gallery shows it live); the artwork, read
         back from the shared artworks folder."""
         from synesthesia.components import Artwork
+        from synesthesia.server.intent import GenerationIntent  # the settings an intent may carry
 
         gen = dict(config.get("generation") or {})
+        accepted = GenerationIntent.model_fields
         intent: dict[str, Any] = {"form": config["form"], "theme": config["theme"], "seed": config["seed"],
-                                  "generation": {k: gen[k] for k in SERVER_GENERATION if gen.get(k) is not None}}
+                                  "generation": {k: gen[k] for k in accepted if gen.get(k) is not None}}
         renderers = list(dict(config.get("pipeline") or {}).get("renderers") or ["all"])
         if renderers != ["all"]:
             intent["renderers"] = renderers
-        for key, name in (("renderer", "options"), ("form_options", "form_options")):
-            if config.get(key):
-                intent[name] = config[key]
+        options = self._changed_renderer_options(dict(config.get("renderer") or {}))
+        if options:
+            intent["options"] = options
+        if config.get("form_options"):
+            intent["form_options"] = config["form_options"]
         model = str(dict(config.get("model") or {}).get("name") or "auto")
         if model != "auto":
             intent["model"] = model
