@@ -1,31 +1,40 @@
-"""Decoding speed: our KV-cached sampler against Hugging Face GPT-2 and a no-cache baseline.
+"""Decoding speed: our KV-cached sampler against Hugging Face GPT-2, a no-cache baseline and the memory roofline.
 
 All models have random weights and the same dimensions (6 layers, 8 heads, width 384, vocab 8000,
-context 512, GPT-2 layout: learned positions, biases, tied embeddings). Each run writes 256 new tokens
-after a 16-token prompt, at batch 1 and batch 8 (8 candidates of one prompt), greedy and sampled
-(temperature 0.8, top-k 50, top-p 0.95). The runs are interleaved round-robin, and every figure is the
-median of REPEATS runs.
+context 512, GPT-2 layout: learned positions, biases, tied embeddings; ``--shape gpt2-small`` for 12 x 12 x
+768, vocab 50257, context 1024). Each run writes 256 new tokens after a 16-token prompt, at batch 1 and
+batch 8 (8 candidates of one prompt), greedy and sampled (temperature 0.8, top-k 50, top-p 0.95). The runs
+are interleaved round-robin, and every figure is the median of REPEATS runs. The CPU model (or GPU name),
+torch version and thread count head the table.
 
 Rows:
-- ``synesthesia fp32``: ``generate_ids`` with the default float32 inference weights (what TextSampler uses).
-- ``synesthesia bf16``: the same with bfloat16 inference weights.
-- ``synesthesia int8``: the same with int8 weight-only inference weights (bf16 activations).
+- ``synesthesia fp32`` / ``bf16`` / ``int8``: ``generate_ids`` with float32, bfloat16 or int8 weight-only
+  inference weights (int8: CPU only). On CUDA the step is a captured CUDA graph (``InferenceModel`` graphs).
+- ``synesthesia fp32 compiled`` (``--compile``): the static step through ``torch.compile``; the compile time
+  is printed apart (it is paid once per batch size and process).
 - ``no-cache``: our GPT re-running the whole context for every new token (nanoGPT-style generate);
   batch 1 only by default (``--baseline-batches 1 8`` adds batch 8, several minutes per run).
 - ``hf gpt2``: ``GPT2LMHeadModel.generate(use_cache=True)`` with ``attn_implementation="sdpa"``.
+- ``hf gpt2 static compiled`` (CUDA, the strongest peer): the same with
+  ``generation_config.cache_implementation="static"``, which ``generate`` compiles (CUDA graphs) itself.
 
-The last line compares the int8 fast path with HF at each batch size, over greedy and sampled together
-(total tokens over total median time): ``speedup_vs_hf_b1=X.XX speedup_vs_hf_b8=Y.YY``; the two lines
-before it give the same for the fp32 and bf16 paths.
+Roofline: decoding reads every weight once per step, so ``weights GB/s`` = steps/s x bytes of the weights
+the step reads (its matmul weights; embeddings are looked up by row). The probe (``machine.memory_bandwidth``)
+reads a 1 GiB tensor (main memory) and one the size of the fp32 weights (what re-reading them every token
+can reach while they stay in cache); ``roof`` is the share of the faster of the two.
+
+The ``speedup_vs_hf`` lines compare each path with HF at each batch size, over greedy and sampled together
+(total tokens over total median time).
 
 Native vs ``hf`` on the same weights (issue 12): the shipped ``tang`` model, exported with
 ``synesthesia export tang --format hf`` into a temporary folder, decoded by our sampler (``generate_ids``,
 float32) and by ``transformers`` (``GPT2LMHeadModel.generate``), 80 new tokens after the conditioned 七绝
 prompt, batch 1 and 8, greedy and sampled; then the whole constrained 七绝 request (8 candidates, the form's
 logits processors) through each generator plugin (``transformer`` and ``hf``), in poems/s. The CPU model is
-printed. ``--same-weights-only`` runs just this section.
+printed. ``--same-weights-only`` runs just this section (CPU).
 
-Run: ``.venv/bin/python benchmarks/bench_generate.py`` (needs the ``bench`` extra: ``pip install transformers``).
+Run: ``make bench`` or ``.venv/bin/python benchmarks/bench_generate.py [--device cuda]`` (transformers is a
+dependency of the project).
 """
 
 from __future__ import annotations
@@ -40,7 +49,11 @@ from synesthesia.components import SamplingSettings
 from synesthesia.model import GPT, GPTConfig
 from synesthesia.sampling import generate_ids, pick_tokens
 
-VOCAB, CONTEXT, LAYERS, HEADS, WIDTH = 8000, 512, 6, 8, 384
+SHAPES = {  # vocab, context, layers, heads, width
+    "bench": (8000, 512, 6, 8, 384),
+    "gpt2-small": (50257, 1024, 12, 12, 768),
+}
+VOCAB, CONTEXT, LAYERS, HEADS, WIDTH = SHAPES["bench"]
 PROMPT_TOKENS, NEW_TOKENS = 16, 256
 MODES = {
     "greedy": SamplingSettings(temperature=0.0, top_k=None, top_p=None, max_new_tokens=NEW_TOKENS),
@@ -48,23 +61,43 @@ MODES = {
 }
 
 
-def build_hf():
+def build_hf(device: str = "cpu", static: bool = False):
     from transformers import GPT2Config, GPT2LMHeadModel
     from transformers.utils import logging
 
     logging.set_verbosity_error()  # random-weight config warnings are expected here
     config = GPT2Config(vocab_size=VOCAB, n_positions=CONTEXT, n_embd=WIDTH, n_layer=LAYERS, n_head=HEADS,
                         bos_token_id=None, eos_token_id=None, pad_token_id=0)
-    return GPT2LMHeadModel._from_config(config, attn_implementation="sdpa").eval()
+    model = GPT2LMHeadModel._from_config(config, attn_implementation="sdpa").to(device).eval()
+    if static:  # generate() compiles the forward itself with a static cache on CUDA (CUDA graphs)
+        model.generation_config.cache_implementation = "static"
+    return model
 
 
-def run_ours(fast, prompt, settings, batch, new_tokens=NEW_TOKENS):
+def weight_bytes(fast) -> int:
+    """Bytes of the weights one decoding step reads: every layer's matmuls and norms, and the output layer."""
+    tensors = [fast.head_w, fast.ln_f]
+    for layer in fast.layers:
+        tensors.extend(layer.values())
+    total, stack = 0, list(tensors)
+    while stack:
+        item = stack.pop()
+        if isinstance(item, tuple):
+            stack.extend(item)
+        elif item is not None:
+            total += item.numel() * item.element_size()
+    return total
+
+
+def run_ours(fast, prompt, settings, batch, new_tokens=None):
+    new_tokens = new_tokens or NEW_TOKENS
     settings = SamplingSettings(**{**settings.__dict__, "max_new_tokens": new_tokens})
     tokens = list(generate_ids(fast, prompt, settings, n=batch))
     assert len(tokens) == new_tokens
 
 
-def run_no_cache(model, prompt, settings, batch, new_tokens=NEW_TOKENS):
+def run_no_cache(model, prompt, settings, batch, new_tokens=None):
+    new_tokens = new_tokens or NEW_TOKENS
     generator = torch.Generator().manual_seed(settings.seed)
     idx = torch.tensor(prompt).unsqueeze(0).expand(batch, -1)
     with torch.no_grad():
@@ -75,8 +108,9 @@ def run_no_cache(model, prompt, settings, batch, new_tokens=NEW_TOKENS):
     assert idx.size(1) == PROMPT_TOKENS + new_tokens
 
 
-def run_hf(model, prompt, settings, batch, new_tokens=NEW_TOKENS):
-    idx = torch.tensor(prompt).unsqueeze(0).expand(batch, -1).contiguous()
+def run_hf(model, prompt, settings, batch, new_tokens=None):
+    new_tokens = new_tokens or NEW_TOKENS
+    idx = torch.tensor(prompt, device=model.device).unsqueeze(0).expand(batch, -1).contiguous()
     sampling = dict(do_sample=True, temperature=settings.temperature, top_k=settings.top_k,
                     top_p=settings.top_p) if settings.temperature > 0 else dict(do_sample=False)
     with torch.no_grad():
@@ -131,6 +165,8 @@ def same_weights(repeats: int) -> None:
         cases = [(batch, mode) for batch in (1, 8) for mode in modes]
         for run in rows.values():
             run(replace(modes["sampled"], max_new_tokens=4), 1)
+        for loaded in (native, hf):  # the form's per-tokenizer tables are built on the first request
+            loaded.generate(request)
         times: dict[tuple, list[float]] = {}
         poem_times: dict[str, list[float]] = {}
         for _ in range(repeats):
@@ -144,7 +180,8 @@ def same_weights(repeats: int) -> None:
                 texts = loaded.generate(request)
                 poem_times.setdefault(name, []).append(time.perf_counter() - start)
                 assert all(p.form.validate(p.form.finalize(t) if p.form.finalize else t, p.request).ok for t in texts)
-    print(f"\nNative vs hf on the same weights: shipped tang ({sum(x.numel() for x in native.checkpoint.model.parameters()) / 1e6:.1f}M "
+    millions = sum(x.numel() for x in native.checkpoint.model.parameters()) / 1e6
+    print(f"\nNative vs hf on the same weights: shipped tang ({millions:.1f}M "
           f"parameters) exported to HF; CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} "
           f"threads; {len(prompt)}-token prompt + {SAME_WEIGHTS_TOKENS} new tokens; median of {repeats}")
     header = f"{'backend':<28}{'batch':>6}{'mode':>9}{'median s':>10}{'tok/s':>9}{'native/hf':>11}"
@@ -162,9 +199,16 @@ def same_weights(repeats: int) -> None:
 
 
 def main() -> None:
+    global VOCAB, CONTEXT, LAYERS, HEADS, WIDTH, NEW_TOKENS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads (default 1: what pipelines decode with, model.threads; on a shared "
+                             "2-core machine a second thread spins against other processes)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="bench")
+    parser.add_argument("--compile", action="store_true", help="add the torch.compile'd static step (fp32)")
+    parser.add_argument("--new-tokens", type=int, default=NEW_TOKENS, help="new tokens per run (a quick check: 16)")
     parser.add_argument("--baseline-batches", type=int, nargs="*", default=[1],
                         help="batch sizes for the slow no-cache baseline (default: 1 only; it re-runs up to "
                              "272 positions per token, minutes per run at batch 8)")
@@ -175,27 +219,50 @@ def main() -> None:
     if args.same_weights_only:
         same_weights(args.repeats)
         return
+    import sys
+    from pathlib import Path
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from machine import device_name, memory_bandwidth
+
+    device = args.device
+    cuda = device.startswith("cuda")
+    NEW_TOKENS = args.new_tokens
+    VOCAB, CONTEXT, LAYERS, HEADS, WIDTH = SHAPES[args.shape]
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=VOCAB, block_size=CONTEXT, n_layer=LAYERS, n_head=HEADS, n_embd=WIDTH,
-                          bias=True, pos="learned")).eval()
-    hf = build_hf()
+                          bias=True, pos="learned")).to(device).eval()
+    hf_name = "hf gpt2 (sdpa, cache)"
     runners = {
         "synesthesia fp32": (run_ours, model.prepare_for_inference(torch.float32)),
         "synesthesia bf16": (run_ours, model.prepare_for_inference(torch.bfloat16)),
-        "synesthesia int8": (run_ours, model.prepare_for_inference("int8")),
-        "hf gpt2 (sdpa, cache)": (run_hf, hf),
     }
+    if not cuda:
+        runners["synesthesia int8"] = (run_ours, model.prepare_for_inference("int8"))
+    compile_seconds = {}
+    if args.compile:
+        compiled = model.prepare_for_inference(torch.float32, compile=True)
+        for batch in (1, 8):  # the compile, once per batch size, timed apart
+            start = time.perf_counter()
+            run_ours(compiled, [0] * PROMPT_TOKENS, MODES["greedy"], batch, new_tokens=2)
+            compile_seconds[batch] = time.perf_counter() - start
+        runners["synesthesia fp32 compiled"] = (run_ours, compiled)
+    runners[hf_name] = (run_hf, build_hf(device))
+    if cuda:
+        runners["hf gpt2 static compiled"] = (run_hf, build_hf(device, static=True))
     runners["no-cache (full context)"] = (run_no_cache, model)
     skipped = {("no-cache (full context)", batch) for batch in (1, 8) if batch not in args.baseline_batches}
     prompt = torch.randint(0, VOCAB, (PROMPT_TOKENS,), generator=torch.Generator().manual_seed(1)).tolist()
     cases = [(batch, mode) for batch in (1, 8) for mode in MODES]
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
 
-    for name, (run, impl) in runners.items():  # warm-up: first-call allocations, lazy imports
+    for name, (run, impl) in runners.items():  # warm-up: first-call allocations, lazy imports, graphs
         for batch in (1, 8):
             if (name, batch) in skipped:
                 continue
-            run(impl, prompt, MODES["sampled"], batch, new_tokens=8)
+            for mode in MODES:
+                run(impl, prompt, MODES[mode], batch, new_tokens=8)
+    sync()
     times: dict[tuple, list[float]] = {}
     for _ in range(args.repeats):
         for batch, mode in cases:
@@ -204,13 +271,26 @@ def main() -> None:
                     continue
                 start = time.perf_counter()
                 run(impl, prompt, MODES[mode], batch)
+                sync()
                 times.setdefault((name, batch, mode), []).append(time.perf_counter() - start)
 
+    fp32_bytes = weight_bytes(runners["synesthesia fp32"][1])
+    read_bytes = {name: weight_bytes(impl) if run is run_ours else fp32_bytes
+                  for name, (run, impl) in runners.items()}
+    memory = memory_bandwidth(device)
+    cached = memory_bandwidth(device, megabytes=fp32_bytes / 2**20)
+    roofline = max(memory["read"], cached["read"])
     median = {key: statistics.median(values) for key, values in times.items()}
-    hf_name = "hf gpt2 (sdpa, cache)"
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {model.num_params() / 1e6:.1f}M "
-          f"parameters; {PROMPT_TOKENS}-token prompt + {NEW_TOKENS} new tokens; median of {args.repeats}")
-    header = f"{'implementation':<26}{'batch':>6}{'mode':>9}{'median s':>10}{'tok/s':>9}{'vs HF':>8}"
+    print(f"{device_name(device)} ({device}); torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"{model.num_params() / 1e6:.1f}M parameters ({fp32_bytes / 1e6:.0f} MB of fp32 weights read per step); "
+          f"{PROMPT_TOKENS}-token prompt + {NEW_TOKENS} new tokens; median of {args.repeats}")
+    print(f"memory: 1 GiB read {memory['read']:.1f} GB/s, copy {memory['copy']:.1f} GB/s (read + write); "
+          f"a weights-sized read {cached['read']:.1f} GB/s; roofline {roofline:.1f} GB/s")
+    if compile_seconds:
+        compiled_in = ", ".join(f"batch {b} {s:.1f} s" for b, s in compile_seconds.items())
+        print(f"torch.compile of the static step: {compiled_in}")
+    header = (f"{'implementation':<28}{'batch':>6}{'mode':>9}{'median s':>10}{'tok/s':>9}{'vs HF':>8}"
+              f"{'GB/s':>7}{'roof':>6}")
     print(header)
     print("-" * len(header))
     for batch, mode in cases:
@@ -220,19 +300,27 @@ def main() -> None:
             seconds = median[(name, batch, mode)]
             speed = batch * NEW_TOKENS / seconds
             ratio = median[(hf_name, batch, mode)] / seconds
-            print(f"{name:<26}{batch:>6}{mode:>9}{seconds:>10.3f}{speed:>9.0f}{ratio:>7.2f}x")
+            if name.startswith("no-cache"):
+                bandwidth = "" .rjust(7) + "".rjust(6)  # it re-reads the weights per position, not per step
+            else:
+                gbs = NEW_TOKENS / seconds * read_bytes[name] / 1e9
+                bandwidth = f"{gbs:>7.1f}{gbs / roofline:>6.0%}"
+            print(f"{name:<28}{batch:>6}{mode:>9}{seconds:>10.3f}{speed:>9.0f}{ratio:>7.2f}x{bandwidth}")
 
-    def speedup(name: str, batch: int) -> float:
+    def speedup(name: str, batch: int, against: str = hf_name) -> float:
         ours = sum(median[(name, batch, mode)] for mode in MODES)
-        theirs = sum(median[(hf_name, batch, mode)] for mode in MODES)
+        theirs = sum(median[(against, batch, mode)] for mode in MODES)
         return theirs / ours
 
-    for label in ("fp32", "bf16"):
-        print(f"{label}: speedup_vs_hf_b1={speedup('synesthesia ' + label, 1):.2f} "
-              f"speedup_vs_hf_b8={speedup('synesthesia ' + label, 8):.2f}")
-    print(f"speedup_vs_hf_b1={speedup('synesthesia int8', 1):.2f} "
-          f"speedup_vs_hf_b8={speedup('synesthesia int8', 8):.2f}")
-    same_weights(args.repeats)
+    for name in runners:
+        if name.startswith("synesthesia"):
+            line = f"{name}: speedup_vs_hf_b1={speedup(name, 1):.2f} speedup_vs_hf_b8={speedup(name, 8):.2f}"
+            if cuda:
+                line += (f" vs_hf_static_b1={speedup(name, 1, 'hf gpt2 static compiled'):.2f}"
+                         f" vs_hf_static_b8={speedup(name, 8, 'hf gpt2 static compiled'):.2f}")
+            print(line)
+    if not cuda and args.shape == "bench":
+        same_weights(args.repeats)
 
 
 if __name__ == "__main__":
