@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import run_cli, save_tiny_checkpoint
 
+pytestmark = pytest.mark.slow
 FAST = ["generation.candidates=1", "generation.max_attempts=1", "pipeline.renderers=[poem_text]"]
 
 
@@ -52,7 +53,7 @@ def test_a_batch_makes_every_intent_names_failures_and_resumes(tiny_checkpoint, 
     assert manifests[7]["intent"]["theme"] == "${oc.env:HOME}", "a user's ${…} is text, never interpolated"
     assert manifests[7]["generation"]["top_k"] == 5 and rows[7]["key"] == "home"
     loads = [m["timings"]["load_model"] for m in manifests.values()]
-    assert sorted(loads)[:2] == [0.0, 0.0], f"the model is loaded once for the batch, not per artwork: {loads}"
+    assert sum(t >= 0.05 for t in loads) == 1, f"the model is loaded once for the batch, not per artwork: {loads}"
 
     # Fixed lines run; made artworks are found by their manifests and kept as they are.
     made = {n: (Path(rows[n]["artwork"]) / "manifest.json").stat().st_mtime_ns for n in (1, 2, 7)}
@@ -69,6 +70,9 @@ def test_a_batch_makes_every_intent_names_failures_and_resumes(tiny_checkpoint, 
 
     missing = run_cli("batch", str(tmp_path / "nope.jsonl"))
     assert missing.returncode == 1 and missing.stderr.strip().count("\n") == 0 and "no such file" in missing.stderr
+    (tmp_path / "empty.jsonl").write_text("# nothing yet\n\n", encoding="utf-8")
+    empty = run_cli("batch", str(tmp_path / "empty.jsonl"), "--out", str(tmp_path / "empty"))
+    assert empty.returncode == 1 and empty.stderr.strip().count("\n") == 0 and "holds no intent" in empty.stderr
 
 
 def test_a_sweep_shows_progress_and_its_joblib_workers_load_the_model_once(tmp_path):

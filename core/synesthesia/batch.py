@@ -372,6 +372,9 @@ def run_batch(intents: Path, out: Path, overrides: list[str], *, echo=print) -> 
     from synesthesia.pipeline import ARTWORK_DIR, MANIFEST_FILE, RunLock
 
     entries, problems = read_intents(intents)
+    if not entries and not problems:
+        raise SynesthesiaError(f"{intents} holds no intent; write one JSON object per line, e.g. "
+                               '{"form": "haiku", "theme": "winter sea", "seed": 1}')
     for number, reason in problems:
         echo(f"{intents}:{number}: {reason}; skipped")
     out = Path(out).absolute()
@@ -411,10 +414,10 @@ def batch(intents: Path, overrides: tuple[str, ...], out: Optional[Path]) -> Non
     "options": {"model.name": "verse"}}) through the configured Hydra launcher, with a progress bar.
 
     OVERRIDES apply to every intent: model.name=tang generation.candidates=4, and the launcher:
-    hydra/launcher=joblib (local processes), hydra/launcher=ray (a Ray cluster; local unless
-    hydra.launcher.ray.init.address=HOST:PORT), hydra/launcher=submitit_slurm (Slurm). A second run of the same
-    file skips the artworks already made. OUT/index.jsonl and OUT/index.csv list every line's artwork or failure.
-    """
+    hydra/launcher=joblib (local processes), hydra/launcher=ray (a local Ray cluster, started for the batch),
+    hydra/launcher=ray_cluster hydra.launcher.ray.init.address=HOST:PORT (a running Ray cluster),
+    hydra/launcher=submitit_slurm (Slurm). A second run of the same file skips the artworks already made.
+    OUT/index.jsonl and OUT/index.csv list every line's artwork or failure."""
     from synesthesia.config import prepare_override
 
     out = out if out is not None else Path("batches") / intents.stem
