@@ -86,6 +86,7 @@ def test_byte_level_bpe_tokenizer(tmp_path):
     assert diff < 1e-4
 
 
+@pytest.mark.slow
 def test_cli_export_and_its_one_line_errors(tmp_path):
     out = tmp_path / "tang"
     result = run_cli("export", "tang", "--format", "hf", str(out))

@@ -166,6 +166,7 @@ def run_tanka(plugin_dir, model: str, theme: str, seeds: int, constrained: bool 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_the_tanka_example_plugin_is_valid_in_at_least_90_percent_of_runs(plugin_dir):
     result = run_tanka(plugin_dir, "auto", "autumn river", seeds=10)
     assert result["owner"] == "synesthesia_tanka"  # loaded through its entry point, not imported by the test

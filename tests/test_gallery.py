@@ -22,6 +22,9 @@ import pytest
 from tests.test_poetry_html import (GLYPH_BOXES_JS, assert_vertical_columns, launch_chromium, overlapping,
                                     require_browser)
 
+# A browser and a server for the module: slow as a whole (make test-fast leaves it out).
+pytestmark = pytest.mark.slow
+
 PUNCTUATION = re.compile(r"[，。！？；：、,.!?;:\s]+")
 
 

@@ -156,6 +156,7 @@ def test_one_line_failures(exported):
         generator.load(str(exported["tang"]), dtype="int8")
 
 
+@pytest.mark.slow
 def test_the_goal_command(tmp_path, exported):
     # The command:
     result = run_cli("run", "form=七绝", "theme=秋月", "model=hf", f"model.name={exported['tang']}",

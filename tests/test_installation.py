@@ -113,6 +113,7 @@ def test_theme_lines():
         (None, "秋月"), ("haiku", "winter sea")]
 
 
+@pytest.mark.slow
 def test_list_osc_out_failures_retention_and_one_model_load(tmp_path, osc):
     themes = tmp_path / "themes.txt"
     themes.write_text("七绝 | 秋月\nsonnnet | sea\nhaiku | winter sea\n", encoding="utf-8")
@@ -159,6 +160,7 @@ def test_list_osc_out_failures_retention_and_one_model_load(tmp_path, osc):
     assert counters == (3, 1, 5, 1, None)
 
 
+@pytest.mark.slow
 def test_osc_and_http_triggers(tmp_path, osc):
     import httpx
     from pythonosc.udp_client import SimpleUDPClient
@@ -202,6 +204,7 @@ def test_osc_and_http_triggers(tmp_path, osc):
     assert [a[1:] for a in osc.of("/synesthesia/artwork/begin")] == [("七绝", "江雪"), ("haiku", "harbor at dawn")]
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_the_artwork_in_hand_and_a_restart_continues(tmp_path, osc):
     artworks = tmp_path / "gallery"
     log = tmp_path / "log.txt"
@@ -241,6 +244,7 @@ def test_sigterm_finishes_the_artwork_in_hand_and_a_restart_continues(tmp_path, 
     assert (saved["current"], saved["next_seq"], saved["position"], saved["made"]) == (None, 5, 1, 4)
 
 
+@pytest.mark.slow
 def test_two_signals_abandon_the_artwork_in_hand_without_half_a_folder(tmp_path, osc):
     artworks = tmp_path / "gallery"
     log = tmp_path / "log.txt"
@@ -279,6 +283,7 @@ def test_retention_by_size_keeps_the_newest(tmp_path):
     assert (tmp_path / "20260101-000004-i000004").is_dir(), "the newest is always kept"
 
 
+@pytest.mark.slow
 def test_the_melody_goes_to_a_live_midi_port(jack_server, tmp_path, osc):
     from synesthesia_midi import live
 

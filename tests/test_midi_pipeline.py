@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import wave
 
+import pytest
+
 from synesthesia_midi.midi_file import read_midi
 from synesthesia_midi.prosody import analyze
 from tests.conftest import run_cli
@@ -23,6 +25,7 @@ def _wav_seconds(path) -> float:
         return handle.getnframes() / handle.getframerate()
 
 
+@pytest.mark.slow
 def test_pipeline_writes_poem_midi_and_wav_for_english_then_chinese(tiny_checkpoint, tmp_path):
     env = {"SYNESTHESIA_PLUGINS": "transformer,poetry,midi"}
     run_dir = tmp_path / "run"

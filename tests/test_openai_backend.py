@@ -182,6 +182,7 @@ def test_one_line_failures(openai_server, monkeypatch):
         generator.load("gpt-4o-mini")
 
 
+@pytest.mark.slow
 def test_the_cli_with_base_url(tmp_path, openai_server):
     result = run_cli("run", "form=七绝", "theme=秋月", "model.generator=openai", "model.name=tang",
                      f"model.base_url={openai_server['url']}", f"model.api_key_env={KEY_ENV}",

@@ -44,6 +44,7 @@ def test_wheel_carries_configs_and_builtin_plugins(wheel):
     assert "[console_scripts]" in text and "synesthesia = synesthesia.cli:main" in text
 
 
+@pytest.mark.slow
 def test_wheel_in_a_fresh_venv_runs_a_pipeline_outside_the_checkout(wheel, tiny_checkpoint, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -70,6 +71,7 @@ def test_wheel_in_a_fresh_venv_runs_a_pipeline_outside_the_checkout(wheel, tiny_
     assert manifest["text"] and "shout/shout.txt" in manifest["files"]
 
 
+@pytest.mark.slow
 def test_example_plugin_installs_with_pip_and_joins_a_pipeline(tiny_checkpoint, tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",

@@ -106,6 +106,7 @@ def test_run_writes_text_renderer_files_and_a_complete_manifest(env_with_plugin,
     assert events == [{"path": str(artwork), "revision": 1}]
 
 
+@pytest.mark.slow
 def test_same_seed_same_text_and_the_form_alias_works(env_with_plugin, tiny_checkpoint, tmp_path):
     env, _ = env_with_plugin
     texts = []
@@ -119,6 +120,7 @@ def test_same_seed_same_text_and_the_form_alias_works(env_with_plugin, tiny_chec
     assert manifest["model"]["inference_dtype"] == "int8"
 
 
+@pytest.mark.slow
 def test_bad_values_fail_before_any_work_with_a_clear_message(env_with_plugin, tiny_checkpoint, tmp_path):
     env, _ = env_with_plugin
     run_dir = tmp_path / "bad"
@@ -166,6 +168,7 @@ def test_a_good_runs_app_log_records_the_run(env_with_plugin, tiny_checkpoint, t
     assert "[synesthesia.run]" not in result.stdout + result.stderr, "each message shown once, not via Hydra's console"
 
 
+@pytest.mark.slow
 def test_edit_then_render_keeps_the_previous_revision(env_with_plugin, tiny_checkpoint, tmp_path):
     env, log = env_with_plugin
     run_dir = tmp_path / "edit"
@@ -190,6 +193,7 @@ def test_edit_then_render_keeps_the_previous_revision(env_with_plugin, tiny_chec
     assert run_cli("render", str(tmp_path / "nothing-here"), env=env).returncode == 1
 
 
+@pytest.mark.slow
 def test_a_failing_renderer_is_recorded_or_fatal_but_never_half_written(env_with_plugin, tiny_checkpoint, tmp_path):
     env, _ = env_with_plugin
     tolerant = tmp_path / "tolerant"
@@ -205,6 +209,7 @@ def test_a_failing_renderer_is_recorded_or_fatal_but_never_half_written(env_with
     assert not strict.exists(), "a failed run leaves no folder (no half artwork, no empty .hydra/ and app.log)"
 
 
+@pytest.mark.slow
 def test_multirun_sweep_with_the_joblib_launcher(env_with_plugin, tiny_checkpoint, tmp_path):
     env, _ = env_with_plugin
     sweep = tmp_path / "sweep"
@@ -218,6 +223,7 @@ def test_multirun_sweep_with_the_joblib_launcher(env_with_plugin, tiny_checkpoin
     assert combos == {("autumn", 1), ("autumn", 2), ("sea", 1), ("sea", 2)}
 
 
+@pytest.mark.slow
 def test_generate_streams_one_text_and_reports_the_form_verdict(env_with_plugin, tiny_checkpoint):
     env, _ = env_with_plugin
     first = run_cli("generate", "sea", "--form", "lines", "--model", str(tiny_checkpoint), "--seed", "5",
@@ -231,6 +237,7 @@ def test_generate_streams_one_text_and_reports_the_form_verdict(env_with_plugin,
     assert unknown.returncode == 1 and "unknown form 'villanelle'" in unknown.stderr
 
 
+@pytest.mark.slow
 def test_english_theme_words_become_the_chinese_models_keywords(tmp_path):
     run_dir = tmp_path / "zh"
     result = run_cli("run", f"hydra.run.dir={run_dir}", "form=七绝", "theme=autumn moon", "model.name=tang",
@@ -244,6 +251,7 @@ def test_english_theme_words_become_the_chinese_models_keywords(tmp_path):
     assert manifest["validation"]["ok"] and len("".join(lines)) >= 28
 
 
+@pytest.mark.slow
 def test_validators_see_the_request_at_run_and_after_an_edit(tmp_path):
     run_dir = tmp_path / "cangtou"
     env = {"SYNESTHESIA_PLUGINS": "transformer,poetry"}
@@ -265,6 +273,7 @@ def test_validators_see_the_request_at_run_and_after_an_edit(tmp_path):
     assert len(warnings) == 1, rendered.stderr
 
 
+@pytest.mark.slow
 def test_the_manifest_says_how_the_theme_was_understood_and_placed(tmp_path):
     run_dir = tmp_path / "theme"
     result = run_cli("run", f"hydra.run.dir={run_dir}", "form=七绝", "theme=江雪", "model.name=tang",
@@ -283,6 +292,7 @@ def test_the_manifest_says_how_the_theme_was_understood_and_placed(tmp_path):
     assert chosen["coverage"] > 0 and chosen["loglik"] < 0 and {"filler", "repetition", "quality"} <= set(chosen)
 
 
+@pytest.mark.slow
 def test_render_says_the_edit_breaks_the_form_and_its_path_is_absolute(tmp_path):
     """Relative folders in, absolute artwork paths out (run and render alike); an edit that breaks the form is
     named on the terminal (how many problems, the first ones), and the page credits the hand, not the model."""
@@ -315,6 +325,7 @@ def test_any_theme_title_or_prompt_a_person_types_runs_as_typed(env_with_plugin,
     assert intent["theme"] == intent["title"] == intent["prompt"] == theme
 
 
+@pytest.mark.slow
 def test_a_theme_word_the_model_has_no_keyword_for_is_noted_once_not_once_per_round(tmp_path):
     result = run_cli("run", f"hydra.run.dir={tmp_path / 'run'}", "form=sonnet", "theme=river zzqx", "model.name=verse",
                      "generation.candidates=1", "generation.max_attempts=3", "generation.constrained=false",

@@ -24,6 +24,7 @@ def _manifest(run_dir: Path) -> dict:
     return json.loads((run_dir / "artwork" / "manifest.json").read_text(encoding="utf-8"))
 
 
+@pytest.mark.slow
 def test_a_run_into_a_revised_artwork_keeps_it_whole(tmp_path):
     run_dir = tmp_path / "run"
     assert run_cli("run", f"hydra.run.dir={run_dir}", *FAST, env=ENV).returncode == 0
@@ -48,6 +49,7 @@ def test_a_run_into_a_revised_artwork_keeps_it_whole(tmp_path):
     assert [r["revision"] for r in new["revisions"]] == [1, 2, 3] and new["revisions"][-1]["previous"] == "revisions/rev-002"
 
 
+@pytest.mark.slow
 def test_render_of_damaged_artworks_is_one_line(tmp_path):
     run_dir = tmp_path / "run"
     assert run_cli("run", f"hydra.run.dir={run_dir}", *FAST, env=ENV).returncode == 0
@@ -108,6 +110,7 @@ def test_bad_sampling_values_fail_before_the_model_loads(tmp_path):
         plan({"form": "五绝", "model": {"name": "tang"}, "generation": {"repetition_penalty": 0}})
 
 
+@pytest.mark.slow
 def test_any_theme_a_person_types_works_and_is_never_interpolated(tmp_path):
     run_dir = tmp_path / "quoted"
     theme = "a lighthouse keeper's [last] night ${oc.env:NOPE_NOT_SET} ${oc.env:HOME}"
@@ -121,6 +124,7 @@ def test_any_theme_a_person_types_works_and_is_never_interpolated(tmp_path):
     assert "${oc.env:HOME}" in manifest["theme"]["unknown"] and "lighthouse" in manifest["theme"]["words"]
 
 
+@pytest.mark.slow
 def test_a_comma_in_a_single_runs_theme_is_text_and_a_sweep_still_sweeps(tmp_path):
     run_dir = tmp_path / "comma"
     result = run_cli("run", f"hydra.run.dir={run_dir}", *FAST[:1], "theme=江雪,孤舟", *FAST[2:], env=ENV)
@@ -171,6 +175,7 @@ def test_a_checkpoint_with_a_damaged_format_version_is_one_line(tmp_path):
         load_checkpoint(folder)
 
 
+@pytest.mark.slow
 def test_control_characters_and_huge_texts_in_render(tmp_path):
     import xml.etree.ElementTree as ET
 
@@ -228,6 +233,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_loses_nothing(small_disk):
     run_dir = small_disk / "run"
     assert run_cli("run", f"hydra.run.dir={run_dir}", *FAST, env=ENV).returncode == 0
@@ -242,6 +248,7 @@ def test_a_full_disk_is_one_line_and_loses_nothing(small_disk):
     assert not list(run_dir.glob(".artwork-*"))
 
 
+@pytest.mark.slow
 def test_render_in_an_immutable_folder_is_one_line(tmp_path):
     run_dir = tmp_path / "run"
     assert run_cli("run", f"hydra.run.dir={run_dir}", *FAST, env=ENV).returncode == 0
@@ -313,6 +320,7 @@ def test_corpus_prepare_into_an_unwritable_folder_is_one_line(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1 and "cannot write" in result.stderr, result.stderr
 
 
+@pytest.mark.slow
 def test_an_emoji_no_font_draws_is_left_out_not_the_layout(tmp_path):
     from PIL import Image
 
@@ -362,6 +370,7 @@ def test_kill_9_at_any_moment_never_leaves_half_an_artwork(tmp_path):
     assert not list(run_dir.glob(".artwork-*")) and _artwork_is_whole(run_dir / "artwork")
 
 
+@pytest.mark.slow
 def test_training_onto_a_full_disk_is_one_line(small_disk, tmp_path):
     corpus = tmp_path / "poems.txt"
     corpus.write_text("床前明月光，疑是地上霜。\n舉頭望明月，低頭思故鄉。\n" * 200, encoding="utf-8")

@@ -280,6 +280,7 @@ def test_bind_beyond_loopback_needs_a_key(tmp_path):
     assert done.stderr.strip().count("\n") == 0 and "--api-key" in done.stderr, done.stderr
 
 
+@pytest.mark.slow
 def test_key_queue_full_shutdown_and_rebuilt_index(tmp_path):
     srv = ServerProcess(tmp_path / "g", "--api-key", "s3cret", "--queue-size", "1", "--model", "tang",
                         "--no-warm-up")
@@ -370,6 +371,7 @@ def test_shutdown_abandons_cleanly_and_ends_event_streams(tmp_path):
         assert not list(folder.glob(".artwork-staging-*")) if folder.exists() else True
 
 
+@pytest.mark.slow
 def test_index_of_ten_thousand_artworks(tmp_path):
     from synesthesia.server.index import ArtworkIndex
 

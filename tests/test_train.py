@@ -98,6 +98,7 @@ def test_tiny_model_overfits_a_small_text(tmp_path):
     assert result.val_loss is None
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_reproduces_the_uninterrupted_losses(tmp_path, verse):
     common = [f"data.paths=[{verse}]", "optim.max_iters=20", *TINY]  # dropout on: the RNG must be restored too
     reference = main(common + [f"out_dir={tmp_path / 'reference'}"])
@@ -140,6 +141,7 @@ My true account, lest he returning chide;
 """
 
 
+@pytest.mark.slow
 def test_early_stopping_exports_the_best_evaluation_and_stops(tmp_path, verse):
     val = tmp_path / "milton.txt"
     val.write_text(MILTON, encoding="utf-8")
@@ -176,6 +178,7 @@ def test_early_stopping_exports_the_best_evaluation_and_stops(tmp_path, verse):
     assert more.step == result.best_step + 5 * 10 and more.best_step == result.best_step
 
 
+@pytest.mark.slow
 def test_without_early_stopping_options_the_best_is_still_exported(tmp_path, verse):
     val = tmp_path / "milton.txt"
     val.write_text(MILTON, encoding="utf-8")
