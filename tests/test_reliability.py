@@ -46,7 +46,8 @@ def test_a_run_into_a_revised_artwork_keeps_it_whole(tmp_path):
     assert (run_dir / "revisions" / "rev-001" / "text.txt").is_file()
     new = _manifest(run_dir)
     assert new["revision"] == 3 and new["intent"]["theme"] == "边塞"
-    assert [r["revision"] for r in new["revisions"]] == [1, 2, 3] and new["revisions"][-1]["previous"] == "revisions/rev-002"
+    assert [r["revision"] for r in new["revisions"]] == [1, 2, 3]
+    assert new["revisions"][-1]["previous"] == "revisions/rev-002"
 
 
 @pytest.mark.slow
@@ -166,8 +167,8 @@ def test_a_checkpoint_with_a_damaged_format_version_is_one_line(tmp_path):
     from synesthesia.errors import CheckpointError
 
     folder = tmp_path / "ckpt"
-    shutil.copytree(Path(__file__).resolve().parents[1] / "plugins" / "synesthesia_transformer" / "checkpoints" / "tang",
-                    folder)
+    shipped = Path(__file__).resolve().parents[1] / "plugins" / "synesthesia_transformer" / "checkpoints"
+    shutil.copytree(shipped / "tang", folder)
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     config["format_version"] = "1"
     (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
@@ -252,7 +253,8 @@ def test_a_full_disk_is_one_line_and_loses_nothing(small_disk):
 def test_render_in_an_immutable_folder_is_one_line(tmp_path):
     run_dir = tmp_path / "run"
     assert run_cli("run", f"hydra.run.dir={run_dir}", *FAST, env=ENV).returncode == 0
-    (run_dir / "artwork" / "text.txt").write_text("孤舟蓑笠翁，獨釣寒江雪。\n千山鳥飛絕，萬徑人蹤滅。\n", encoding="utf-8")
+    edited = "孤舟蓑笠翁，獨釣寒江雪。\n千山鳥飛絕，萬徑人蹤滅。\n"
+    (run_dir / "artwork" / "text.txt").write_text(edited, encoding="utf-8")
     if subprocess.run(["chattr", "+i", str(run_dir)], capture_output=True).returncode != 0:
         pytest.skip("chattr +i is not available on this file system")
     try:

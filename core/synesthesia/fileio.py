@@ -13,9 +13,10 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any
 
 
 def _umask_permissions(path: str) -> None:
@@ -50,7 +51,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     if mode not in {"w", "wb"}:
         raise ValueError(f"atomic_open writes whole files: mode 'w' or 'wb', not {mode!r}")
     with atomic_path(path) as tmp:
-        with open(tmp, mode, encoding=None if "b" in mode else encoding, newline=None if "b" in mode else "\n") as handle:
+        binary = "b" in mode
+        with open(tmp, mode, encoding=None if binary else encoding, newline=None if binary else "\n") as handle:
             yield handle
 
 
