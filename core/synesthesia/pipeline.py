@@ -125,7 +125,7 @@ def plan(config: Mapping[str, Any], registry: Registry | None = None) -> Plan:
 
     registry = registry or get_registry()
     cfg = with_defaults(config)
-    form = registry.form(str(cfg.get("form", "free")))
+    form = registry.form(str(cfg["form"]))
     for key in ("theme", "prompt", "title"):
         try:
             str(cfg.get(key) or "").encode("utf-8")
@@ -137,8 +137,8 @@ def plan(config: Mapping[str, Any], registry: Registry | None = None) -> Plan:
     theme = understand_theme(request.theme, form.language)
     request.keywords = theme.keywords
     model_cfg = dict(cfg.get("model") or {})
-    generator = registry.generator(str(model_cfg.get("generator", "transformer")))
-    model_name = str(model_cfg.get("name", "auto"))
+    generator = registry.generator(str(model_cfg["generator"]))
+    model_name = str(model_cfg["name"])
     if model_name == "auto":
         choices = dict(model_cfg.get("auto") or {})  # by form name first, then by language
         model_name = str(choices.get(form.name) or choices.get(form.language or "default")
@@ -147,7 +147,7 @@ def plan(config: Mapping[str, Any], registry: Registry | None = None) -> Plan:
             raise ConfigError(f"model.name=auto has no model for language '{form.language}'; set model.name=...")
     renderer_options = dict(cfg.get("renderer") or {})
     pipeline_cfg = dict(cfg.get("pipeline") or {})
-    renderers = _choose_renderers(registry, list(pipeline_cfg.get("renderers", ["all"])), form.language)
+    renderers = _choose_renderers(registry, list(pipeline_cfg["renderers"]), form.language)
     unknown = set(renderer_options) - set(registry.renderers())
     if unknown:
         raise ConfigError(f"options given for unknown renderer(s) {', '.join(sorted(unknown))}; "
@@ -163,7 +163,7 @@ def plan(config: Mapping[str, Any], registry: Registry | None = None) -> Plan:
         repetition_penalty=gen["repetition_penalty"],
         max_new_tokens=max_new,
         stop=list(gen.get("stop") or []) + list(form.stop),
-        seed=int(cfg.get("seed", 0)),
+        seed=int(cfg["seed"]),
     )
     from synesthesia.sampling import check_settings
 
@@ -176,15 +176,15 @@ def plan(config: Mapping[str, Any], registry: Registry | None = None) -> Plan:
         raise ConfigError(f"generation.candidates ≤ {MAX_CANDIDATES}, generation.max_attempts ≤ {MAX_ATTEMPTS} and "
                           f"generation.max_new_tokens ≤ {MAX_NEW_TOKENS}, got {candidates}, {attempts}, {max_new}: "
                           "candidates are decoded together, so memory grows with their product")
-    check_device(str(model_cfg.get("device", "cpu")))
+    check_device(str(model_cfg["device"]))
     from synesthesia.hardware import check_dtype
 
-    check_dtype(str(model_cfg.get("dtype", "float32")), "inference", "model.dtype")  # auto: resolved at load
+    check_dtype(str(model_cfg["dtype"]), "inference", "model.dtype")  # auto: resolved at load
     return Plan(form=form, request=request, generator=generator, model_name=model_name,
-                device=str(model_cfg.get("device", "cpu")), threads=int(model_cfg.get("threads", 0) or 0),
-                dtype=str(model_cfg.get("dtype", "float32")),
+                device=str(model_cfg["device"]), threads=int(model_cfg["threads"] or 0),
+                dtype=str(model_cfg["dtype"]),
                 renderers=validated, sampling=sampling,
-                candidates=candidates, max_attempts=attempts, constrained=bool(gen.get("constrained", True)),
+                candidates=candidates, max_attempts=attempts, constrained=bool(gen["constrained"]),
                 config=cfg, theme=theme)
 
 
