@@ -124,7 +124,7 @@ def test_a_chat_model_gets_the_forms_rules_through_its_chat_template(tmp_path, b
     loaded = get_registry().generator("hf").load(str(folder))
     texts = loaded.generate(request)
     assert len(texts) == 2 and loaded.describe()["prompt_format"] == "chat-template"
-    prompt = loaded.describe()["prompt"]
+    prompt = loaded.describe_request(request)["prompt"]
     assert prompt.startswith("<system>") and "haiku" in prompt and "Theme: " in prompt
     assert prompt.endswith("<assistant>")
 

@@ -275,34 +275,43 @@ class LoadedHF:
             self.prompt_format = "chat-template"
         else:
             self.prompt_format = "plain"
-        self.prompt: str | None = None
-        self.theme_mapping: dict[str, Any] | None = None
         self.max_positions = getattr(model.config, "max_position_embeddings", None) or \
             getattr(model.config, "n_positions", None)
 
     # ---------------------------------------------------------------------------------------------- prompts
 
-    def _map_theme(self, conditioning: Conditioning) -> Conditioning:
-        """For an exported model: the theme as the keywords it was trained with (as the native generator)."""
+    def _map_theme(self, conditioning: Conditioning) -> tuple[Conditioning, dict[str, Any] | None]:
+        """For an exported model: the theme as the keywords it was trained with (as the native generator),
+        and the mapping made (None when nothing was mapped)."""
         if not conditioning.keywords or self.folder is None:
-            return conditioning
+            return conditioning, None
         from synesthesia.keywords import load_keyword_vocabulary, map_theme
 
         languages = list(self.export_info.get("languages") or [])
         language = conditioning.language or (languages[0] if languages else "en")
         vocabulary = load_keyword_vocabulary(self.folder)
         if vocabulary is None:
-            return conditioning
+            return conditioning, None
         mapped = map_theme(conditioning.keywords, language=language, vocabulary=vocabulary, tokenizer=self.tokenizer)
-        self.theme_mapping = {"theme": list(conditioning.keywords), "keywords": mapped.keywords,
-                              "substitutions": mapped.substitutions, "unknown": mapped.unknown}
-        return replace(conditioning, keywords=mapped.keywords)
+        mapping = {"theme": list(conditioning.keywords), "keywords": mapped.keywords,
+                   "substitutions": mapped.substitutions, "unknown": mapped.unknown}
+        return replace(conditioning, keywords=mapped.keywords), mapping
 
     def prompt_text(self, conditioning: Conditioning) -> str:
+        """The prompt this model is given for ``conditioning``."""
+        return self._prompt_and_mapping(conditioning)[0]
+
+    def describe_request(self, request: GenerationRequest) -> dict[str, Any]:
+        """What this model makes of ``request``, for the manifest: its prompt and the theme words it was
+        conditioned on (``theme_mapping``, None when nothing was mapped)."""
+        prompt, mapping = self._prompt_and_mapping(request.conditioning)
+        return {"prompt": prompt, "theme_mapping": mapping}
+
+    def _prompt_and_mapping(self, conditioning: Conditioning) -> tuple[str, dict[str, Any] | None]:
         if self.prompt_format == "synesthesia-controls":
             from synesthesia.tokenizer import format_conditioned
 
-            conditioning = self._map_theme(conditioning)
+            conditioning, mapping = self._map_theme(conditioning)
             from synesthesia.forms import primer_text
 
             primer = primer_text(self.export_info.get("meta", {}).get("primer"), conditioning)
@@ -312,17 +321,16 @@ class LoadedHF:
             # Control tokens the model lacks are left out, as our tokenizers do.
             conditioning = replace(conditioning, form=conditioning.form if conditioning.form in forms else None,
                                    language=conditioning.language if conditioning.language in languages else None)
-            return format_conditioned(conditioning)
+            return format_conditioned(conditioning), mapping
         if self.prompt_format == "chat-template":
             text = self.hf_tokenizer.apply_chat_template(prompts.chat_messages(conditioning), tokenize=False,
                                                          add_generation_prompt=True)
-            return text + conditioning.prefix
-        return prompts.plain_prompt(conditioning)
+            return text + conditioning.prefix, None
+        return prompts.plain_prompt(conditioning), None
 
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
-        self.prompt = self.prompt_text(request.conditioning)
         # Chat templates already hold the BOS they need; exported prompts spell <bos> as text.
-        ids = self.tokenizer.encode(self.prompt)
+        ids = self.tokenizer.encode(self.prompt_text(request.conditioning))
         if not ids:
             ids = [self.tokenizer.bos_id if self.tokenizer.bos_id is not None else self.eos_id]
         if self.max_positions:  # as the native sampler: a prompt longer than the context keeps its end
@@ -506,7 +514,5 @@ class LoadedHF:
             "device": self.device,
             "inference_dtype": self.dtype,
             "prompt_format": self.prompt_format,
-            "prompt": self.prompt,
             "exported_from": self.export_info.get("source"),
-            "theme_mapping": self.theme_mapping,
         }
