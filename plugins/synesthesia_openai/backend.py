@@ -124,24 +124,30 @@ class LoadedOpenAI:
         self.name, self.endpoint = name, endpoint
         self.synesthesia_server = synesthesia_server
         self.owned_by = owned_by
-        self.messages: list[dict[str, Any]] | None = None
-        self.extra_body: dict[str, Any] | None = None
         self.fingerprints: list[str] = []
         self.served_model: str | None = None
 
-    def _request(self, request: GenerationRequest, n: int, stream: bool = False) -> dict[str, Any]:
-        c: Conditioning = request.conditioning
-        s = request.sampling
+    def _prompt(self, c: Conditioning) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """The chat messages and the request's extra body for ``c``."""
         if self.synesthesia_server:  # our own server: theme as the message, the form as its extension
-            self.messages = [{"role": "user", "content": " ".join(c.keywords) or c.prefix or "poem"}]
-            self.extra_body = {"form": c.form} if c.form else None
+            return ([{"role": "user", "content": " ".join(c.keywords) or c.prefix or "poem"}],
+                    {"form": c.form} if c.form else None)
+        return prompts.chat_messages(c), None
+
+    def describe_request(self, request: GenerationRequest) -> dict[str, Any]:
+        """What this model is sent for ``request``, for the manifest: the messages and the extra body."""
+        messages, extra_body = self._prompt(request.conditioning)
+        return {"prompt": {"messages": messages, "extra_body": extra_body}}
+
+    def _request(self, request: GenerationRequest, n: int, stream: bool = False) -> dict[str, Any]:
+        s = request.sampling
+        messages, extra_body = self._prompt(request.conditioning)
+        if self.synesthesia_server:
             max_tokens = int(s.max_new_tokens) or None
         else:
-            self.messages = prompts.chat_messages(c)
-            self.extra_body = None
             # Remote tokenizers spend more tokens per character than ours; chat models add a line or two.
             max_tokens = max(128, 3 * int(s.max_new_tokens)) if s.max_new_tokens else None
-        params: dict[str, Any] = dict(model=self.name, messages=self.messages, n=n, temperature=float(s.temperature),
+        params: dict[str, Any] = dict(model=self.name, messages=messages, n=n, temperature=float(s.temperature),
                                       seed=int(s.seed), stream=stream)
         if s.top_p is not None:
             params["top_p"] = float(s.top_p)
@@ -149,8 +155,8 @@ class LoadedOpenAI:
             params["max_tokens"] = max_tokens
         if s.stop:
             params["stop"] = list(s.stop)[:MAX_STOPS]
-        if self.extra_body:
-            params["extra_body"] = self.extra_body
+        if extra_body:
+            params["extra_body"] = extra_body
         return params
 
     @staticmethod
@@ -204,6 +210,5 @@ class LoadedOpenAI:
             "endpoint_host": self.endpoint.host,
             "api_key_env": self.endpoint.api_key_env,  # the variable's name, never its value
             "prompt_format": "synesthesia-server" if self.synesthesia_server else "chat",
-            "prompt": {"messages": self.messages, "extra_body": self.extra_body},
             "constraints": "validators only (no logits access remotely)",
         }
