@@ -8,7 +8,9 @@ plays each new artwork to.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -31,8 +33,29 @@ def backend(api: str | None = None):
         raise SynesthesiaError(f"MIDI output needs python-rtmidi ({error}); install it with: pip install python-rtmidi")
 
 
+@contextlib.contextmanager
+def _quiet_c_stderr():
+    """Silence file descriptor 2 (what C libraries write to) for the block; Python's own errors still raise."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def output_names(api: str | None = None) -> list[str]:
-    return backend(api).get_output_names()
+    """The MIDI output ports; a MIDI system that cannot start (no ALSA sequencer, no JACK server) is one line."""
+    chosen = backend(api)
+    try:
+        with _quiet_c_stderr():  # ALSA's C library prints its own line before rtmidi raises
+            return chosen.get_output_names()
+    except Exception as error:  # rtmidi raises its own SystemError/RtMidiError, with no common base to name here
+        raise SynesthesiaError(f"no MIDI system to send to ({' '.join(str(error).split())}); start JACK or ALSA's "
+                               "sequencer and the synth, or set SYNESTHESIA_MIDI_API") from error
 
 
 def _resolve_port(name: str, names: list[str]) -> str:
