@@ -288,19 +288,25 @@ def test_the_melody_goes_to_a_live_midi_port(jack_server, tmp_path, osc):
     from synesthesia_midi import live
 
     log = tmp_path / "log.txt"
-    received = []
-    with live.backend("UNIX_JACK").open_input("installation-midi-in", virtual=True) as inbox:
-        process = start(tmp_path / "gallery", osc, "--theme", "秋月", "--count", "1", "--midi-port",
-                        "installation-midi-in", "--midi-api", "UNIX_JACK", "--midi-speed", "25", log=log)
-        try:
-            while process.poll() is None:
-                received.extend(inbox.iter_pending())
-                time.sleep(0.02)
-        finally:
-            if process.poll() is None:
-                process.kill()
-        time.sleep(0.2)
-        received.extend(inbox.iter_pending())
+    # The dummy JACK server may drop an event when a saturated 2-core machine misses its period (an xrun): a
+    # delivery that lost notes is tried again, as in test_midi_live; a port that loses notes every time fails.
+    for attempt in range(3):
+        osc.messages.clear()
+        received = []
+        with live.backend("UNIX_JACK").open_input("installation-midi-in", virtual=True) as inbox:
+            process = start(tmp_path / f"gallery{attempt}", osc, "--theme", "秋月", "--count", "1", "--midi-port",
+                            "installation-midi-in", "--midi-api", "UNIX_JACK", "--midi-speed", "25", log=log)
+            try:
+                while process.poll() is None:
+                    received.extend(inbox.iter_pending())
+                    time.sleep(0.02)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+            time.sleep(0.2)
+            received.extend(inbox.iter_pending())
+        if process.returncode != 0 or len([m for m in received if m.type == "note_on" and m.velocity > 0]) == 28:
+            break
     assert process.returncode == 0, log.read_text()
     sung = [m.note for m in received if m.type == "note_on" and m.velocity > 0 and m.channel == 0]
     assert len(sung) == 28  # one note a character of the 七绝
