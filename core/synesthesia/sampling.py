@@ -314,8 +314,8 @@ class TextSampler:
                  logits_processors: Sequence[LogitsProcessor] = ()) -> list[str]:
         """``n`` candidate texts after the prompt (the prompt excluded), each cut before a stop string."""
         final: list[str | None] = [None] * n
-        for _, final in self._candidates(prompt_ids, settings, n, logits_processors):
-            pass
+        for _, latest in self._candidates(prompt_ids, settings, n, logits_processors):
+            final = latest  # the last yield holds every candidate's final text
         return [text or "" for text in final]
 
     def stream(self, prompt_ids, settings: SamplingSettings,
