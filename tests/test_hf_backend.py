@@ -156,6 +156,13 @@ def test_one_line_failures(exported):
         generator.load(str(exported["tang"]), dtype="int8")
 
 
+def test_dtype_auto_is_float32_on_a_cpu(exported):
+    """model.dtype=auto works with the hf generator too: on a CPU it is float32 (our CPU timings are of our own
+    model, not of an arbitrary transformers one, and auto never picks what might be slower than float32)."""
+    loaded = get_registry().generator("hf").load(str(exported["tang"]), dtype="auto")
+    assert loaded.describe()["inference_dtype"] == "float32"
+
+
 @pytest.mark.slow
 def test_the_goal_command(tmp_path, exported):
     # The issue's command:

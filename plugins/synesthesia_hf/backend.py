@@ -27,6 +27,7 @@ from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteria
 
 from synesthesia.components import Conditioning, GenerationRequest, SamplingSettings
 from synesthesia.errors import ConfigError, SynesthesiaError
+from synesthesia.hardware import resolve_dtype
 from synesthesia_hf import prompts
 
 EXPORT_INFO_FILE = "synesthesia.json"  # written by synesthesia.export
@@ -224,8 +225,11 @@ def load_hf(name: str | None, device: str = "cpu", dtype: str = "float32") -> Lo
 
     source, folder = resolve_source(name)
     transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bar in the middle of a run
+    if dtype == "auto":  # bfloat16 on a CUDA device that has it; on a CPU our timings are not of this model
+        dtype = resolve_dtype("auto", device) if device.startswith("cuda") else "float32"
     if dtype not in DTYPES:
-        raise ConfigError(f"model.dtype={dtype} is not available with model.generator=hf; use float32 or bfloat16")
+        raise ConfigError(f"model.dtype={dtype} is not available with model.generator=hf; use float32, bfloat16 "
+                          "or auto")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("model.device=cuda but torch sees no CUDA device; use model.device=cpu")
     cached = folder is None
