@@ -199,7 +199,7 @@ def quantized_durations(durations) -> list[float]:
 def pitch_grid(events, tonic_pitch: int) -> np.ndarray:
     """Pitch every eighth note (TeleMelody samples the melody over time), mean removed."""
     samples = []
-    for onset, duration, pitch in events:
+    for _onset, duration, pitch in events:
         samples.extend([pitch] * max(1, round(duration * 2)))
     grid = np.array(samples[:MD_SAMPLES], dtype=float)
     return grid - grid.mean()
@@ -264,7 +264,8 @@ def evaluate(system: str, poems: dict[str, str], references: dict, out_dir: Path
             degrees = [(n[2] - template.tonic_midi) % 12 for n in notes]
             rows["pc"].append(overlap(histogram(degrees, range(12)), references[family]["pc"]))
             rows["pd"].append(overlap(histogram(registers(notes), REGISTER_BINS), references[family]["pd"]))
-            rows["dd"].append(overlap(histogram(quantized_durations(n[1] for n in notes), DURATION_BINS), references[family]["dd"]))
+            durations = quantized_durations(n[1] for n in notes)
+            rows["dd"].append(overlap(histogram(durations, DURATION_BINS), references[family]["dd"]))
             grid = pitch_grid([(n[0], n[1], n[2]) for n in notes], template.tonic_midi)
             rows["md"].append(statistics.mean(dtw(grid, ref) for ref in references[family]["grids"][:MD_TUNES]))
             rows["key"].append(float(key_matches(path, template)))
@@ -281,9 +282,12 @@ def corpus_reference_row(references: dict, tunes: dict) -> dict[str, float]:
             degrees_pool = [(e[2] - t[-1][2]) % 12 for t in others for e in t]
             registers_pool = [r for t in others for r in registers(t)]
             durations_pool = quantized_durations(e[1] for t in others for e in t)
-            rows["pc"].append(overlap(histogram([(e[2] - tonic) % 12 for e in tune], range(12)), histogram(degrees_pool, range(12))))
-            rows["pd"].append(overlap(histogram(registers(tune), REGISTER_BINS), histogram(registers_pool, REGISTER_BINS)))
-            rows["dd"].append(overlap(histogram(quantized_durations(e[1] for e in tune), DURATION_BINS), histogram(durations_pool, DURATION_BINS)))
+            degrees = [(e[2] - tonic) % 12 for e in tune]
+            rows["pc"].append(overlap(histogram(degrees, range(12)), histogram(degrees_pool, range(12))))
+            rows["pd"].append(overlap(histogram(registers(tune), REGISTER_BINS),
+                                      histogram(registers_pool, REGISTER_BINS)))
+            durations = quantized_durations(e[1] for e in tune)
+            rows["dd"].append(overlap(histogram(durations, DURATION_BINS), histogram(durations_pool, DURATION_BINS)))
             grids = [g for j, g in enumerate(references[family]["grids"][:MD_TUNES + 1]) if j != i][:MD_TUNES]
             rows["md"].append(statistics.mean(dtw(pitch_grid(tune, tonic), g) for g in grids))
     return {k: statistics.mean(v) for k, v in rows.items()}
@@ -333,7 +337,8 @@ def main(argv: list[str] | None = None) -> None:
     references, tunes = build_references()
     print(f"held-out reference tunes: {', '.join(f'{HELD_OUT[f]} {len(t)}' for f, t in tunes.items())}; "
           f"{len(TANG)} Tang quatrains + {len(ENGLISH)} English stanzas x {len(SEEDS)} seeds", file=sys.stderr)
-    header = f"{'system':<17} {'poems':<8} {'coverage':>8} {'stress@strong':>13} {'tone':>6} {'in-scale':>8} {'cadence':>7} {'PD':>6} {'PD-pc':>6} {'DD':>6} {'MD':>6} {'key':>6}"
+    header = (f"{'system':<17} {'poems':<8} {'coverage':>8} {'stress@strong':>13} {'tone':>6} {'in-scale':>8} "
+              f"{'cadence':>7} {'PD':>6} {'PD-pc':>6} {'DD':>6} {'MD':>6} {'key':>6}")
     print(header)
     print("-" * len(header))
     with tempfile.TemporaryDirectory() as folder:
@@ -345,14 +350,17 @@ def main(argv: list[str] | None = None) -> None:
                 r = evaluate(system, poems, references, Path(folder))
                 tone = f"{r['tone']:6.1%}" if label == "Tang" else f"{'-':>6}"
                 print(f"{system:<17} {label:<8} {r['coverage']:8.1%} {r['stress']:13.1%} {tone} {r['scale']:8.1%} "
-                      f"{r['cadence']:7.1%} {r['pd']:6.3f} {r['pc']:6.3f} {r['dd']:6.3f} {r['md']:6.2f} {r['key']:6.1%}")
+                      f"{r['cadence']:7.1%} {r['pd']:6.3f} {r['pc']:6.3f} {r['dd']:6.3f} {r['md']:6.2f} "
+                      f"{r['key']:6.1%}")
         for mode in ("gong", "shang", "zhi", "yu"):
             system = f"ours, {mode}"
             r = evaluate(system, TANG, references, Path(folder))
-            print(f"{system:<17} {'Tang':<8} {r['coverage']:8.1%} {r['stress']:13.1%} {r['tone']:6.1%} {r['scale']:8.1%} "
-                  f"{r['cadence']:7.1%} {r['pd']:6.3f} {r['pc']:6.3f} {r['dd']:6.3f} {r['md']:6.2f} {r['key']:6.1%}")
+            print(f"{system:<17} {'Tang':<8} {r['coverage']:8.1%} {r['stress']:13.1%} {r['tone']:6.1%} "
+                  f"{r['scale']:8.1%} {r['cadence']:7.1%} {r['pd']:6.3f} {r['pc']:6.3f} {r['dd']:6.3f} "
+                  f"{r['md']:6.2f} {r['key']:6.1%}")
     c = corpus_reference_row(references, tunes)
-    print(f"{'corpus (held-out)':<17} {'both':<8} {'-':>8} {'-':>13} {'-':>6} {'-':>8} {'-':>7} {c['pd']:6.3f} {c['pc']:6.3f} {c['dd']:6.3f} {c['md']:6.2f} {'-':>6}")
+    print(f"{'corpus (held-out)':<17} {'both':<8} {'-':>8} {'-':>13} {'-':>6} {'-':>8} {'-':>7} "
+          f"{c['pd']:6.3f} {c['pc']:6.3f} {c['dd']:6.3f} {c['md']:6.2f} {'-':>6}")
     print()
     print(mood_table())
     print(f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)

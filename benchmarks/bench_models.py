@@ -28,7 +28,6 @@ import math
 import re
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,7 +140,7 @@ def bench_tang(path: Path, corpus: Path, per_form: int, seed: int) -> list[dict]
     rows = []
     for form, (n_lines, length) in FORMS.items():
         losses = text_token_losses(model, tokenizer, [d for d in val_docs if d.form == form])
-        nats, tokens = sum(l for l, _ in losses), sum(c for _, c in losses)
+        nats, tokens = sum(loss for loss, _ in losses), sum(c for _, c in losses)
         poems, adherence, ok_form, ok_lines, ok_lengths = [], [], 0, 0, 0
         n_themes = len(TANG_THEMES)
         started = time.time()
@@ -185,7 +184,7 @@ def bench_english(path: Path, corpus: Path, samples: int, seed: int) -> dict:
     tokenizer, model = ckpt.tokenizer, ckpt.model.eval()
     _, val_docs = held_out_documents(corpus, tokenizer, 0.1, "en")
     losses = text_token_losses(model, tokenizer, val_docs)
-    nats, chars = sum(l for l, _ in losses), sum(c for _, c in losses)
+    nats, chars = sum(loss for loss, _ in losses), sum(c for _, c in losses)
     vocabulary = load_keyword_vocabulary(path)
     known = {line.strip() for r in read_records(corpus) for line in r["text"].splitlines() if line.strip()}
     sampler = TextSampler(model, tokenizer)
@@ -197,8 +196,8 @@ def bench_english(path: Path, corpus: Path, samples: int, seed: int) -> dict:
         prompt = tokenizer.encode_conditioned(Conditioning(keywords=keywords, language="en"))
         texts += sampler.generate(prompt, settings, n=per_theme)
     # Lines of at least three words; speaker cues ("KING RICHARD II:") are not counted.
-    lines = [l.strip() for text in texts for l in text.splitlines()
-             if len(l.split()) >= 3 and not l.strip().endswith(":")]
+    lines = [line.strip() for text in texts for line in text.splitlines()
+             if len(line.split()) >= 3 and not line.strip().endswith(":")]
     trainer_val = None
     meta_val = (ckpt.meta or {}).get("val_loss")
     if meta_val is not None:
@@ -206,7 +205,7 @@ def bench_english(path: Path, corpus: Path, samples: int, seed: int) -> dict:
     return {
         "val_loss_text": nats / chars, "val_chars": chars, "trainer_val_loss": trainer_val,
         "distinct_2": distinct_2([re.findall(r"[a-z']+", t.lower()) for t in texts]),
-        "novelty": sum(l not in known for l in lines) / max(1, len(lines)), "samples": len(texts),
+        "novelty": sum(line not in known for line in lines) / max(1, len(lines)), "samples": len(texts),
         "example": texts[0],
     }
 
@@ -237,7 +236,8 @@ def main(argv=None) -> dict:
         result["tang"] = rows
         print(f"\ntang ({args.tang.name}): {args.per_form} generations per form, seeds {args.seed}+theme, "
               "temperature 0.8, top-k 50, top-p 0.95, no decoding constraints")
-        print("| form | n | form acc | line count | line length | novelty | distinct-2 | keyword adh. | val ppl (poems) |")
+        print("| form | n | form acc | line count | line length | novelty | distinct-2 | keyword adh. "
+              "| val ppl (poems) |")
         print("|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             print(f"| {r['form']} | {r['n']} | {r['form_acc']:.3f} | {r['line_count_acc']:.3f} | "
@@ -253,7 +253,8 @@ def main(argv=None) -> dict:
               "nanoGPT baby CPU | nanoGPT 10.7M GPU | target |")
         print("|---|---|---|---|---|---|---|")
         tv = f"{e['trainer_val_loss']:.3f}" if e["trainer_val_loss"] is not None else "n/a"
-        print(f"| {e['val_loss_text']:.3f} | {tv} | {e['distinct_2']:.3f} | {e['novelty']:.3f} | 1.88 | 1.47 | ≤ 1.60 |")
+        print(f"| {e['val_loss_text']:.3f} | {tv} | {e['distinct_2']:.3f} | {e['novelty']:.3f} "
+              "| 1.88 | 1.47 | ≤ 1.60 |")
         print("  e.g. " + e["example"][:300].replace("\n", " / "))
     if args.json:
         args.json.write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")

@@ -174,7 +174,8 @@ def processor_cost(tokenizer, form, batch: int = 50) -> str:
         generated = torch.cat([generated, nxt], dim=1)
         steps += 1
     return (f"七绝 processor: masks built in {build * 1000:.0f} ms (V={tokenizer.vocab_size}); "
-            f"{spent / steps * 1000:.2f} ms per step for {batch} candidates ({spent / steps / batch * 1e6:.0f} µs per row)")
+            f"{spent / steps * 1000:.2f} ms per step for {batch} candidates "
+            f"({spent / steps / batch * 1e6:.0f} µs per row)")
 
 
 # A drama speaker cue: a capitalised name (one or more words) followed by a colon, e.g. "KING RICHARD III:",
@@ -209,9 +210,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(max(1, args.threads))
-    from synesthesia.sampling import TextSampler
-    from synesthesia_poetry import chinese, english
-    from synesthesia_poetry.forms import CLASSICAL, all_forms
+    from synesthesia_poetry.forms import all_forms
 
     forms = {f.name: f for f in all_forms()}
     if not args.english_only:
@@ -269,7 +268,9 @@ def english_rows(args, forms) -> None:
     lexicon = english_lexicon()
     folder = Path(args.shakespeare) if args.shakespeare else CHECKPOINTS / "shakespeare"
     config = folder / "config.json"
-    primer = json.loads(config.read_text(encoding="utf-8")).get("meta", {}).get("primer", {}) if config.is_file() else {}
+    primer = {}
+    if config.is_file():
+        primer = json.loads(config.read_text(encoding="utf-8")).get("meta", {}).get("primer", {})
 
     print()
     en_chars = [chr(c) for c in range(32, 127)] + ["\n"]
@@ -277,8 +278,8 @@ def english_rows(args, forms) -> None:
     sampler = TextSampler(model, tokenizer)
     print(f"English model: {described}; N={args.n_en} per row")
     print()
-    header = (f"{'form':<9} {'setting':<15} {'lines acc':>9} {'syllable acc':>12} {'scheme acc':>10} {'dict words':>10} "
-              f"{'cues':>5} {'valid':>6} {'s/poem':>7}")
+    header = (f"{'form':<9} {'setting':<15} {'lines acc':>9} {'syllable acc':>12} {'scheme acc':>10} "
+              f"{'dict words':>10} {'cues':>5} {'valid':>6} {'s/poem':>7}")
     print(header)
     print("-" * len(header))
     for name, n_lines, scheme in (("haiku", 3, None), ("limerick", 5, "AABBA"), ("sonnet", 14, "ABABCDCDEFEFGG")):
@@ -291,7 +292,7 @@ def english_rows(args, forms) -> None:
             lines = [[x.strip() for x in t.splitlines() if x.strip()] for t in texts]
             lines_acc = mean(len(x) == n_lines for x in lines)
             if name == "haiku":
-                syll = mean(mean(english.line_syllables(l) == w for l, w in zip(x[:3] + [""] * 3, (5, 7, 5)))
+                syll = mean(mean(english.line_syllables(line) == w for line, w in zip(x[:3] + [""] * 3, (5, 7, 5)))
                             for x in lines)
             else:
                 syll = float("nan")

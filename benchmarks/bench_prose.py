@@ -29,6 +29,7 @@ import re
 import sys
 import time
 from pathlib import Path
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
 from machine import cpu_model  # noqa: E402
 

@@ -41,7 +41,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx  # noqa: E402
 import openai  # noqa: E402
-
 from machine import cpu_model  # noqa: E402
 
 CHATS = [("tang", "七绝", ["秋月", "江雪", "春雨", "長城", "桃花", "夜泊"]),
@@ -111,7 +110,8 @@ def warm_figures(http: httpx.Client, oai: openai.OpenAI, n: int) -> None:
                     break
     print(f"\nwarm, one at a time ({n} each; CPU: {cpu_model()}):")
     print(f"  七绝 artwork, {len(renderers)} renderers ({', '.join(renderers)}), default candidates: "
-          f"median {statistics.median(artwork):.2f} s to done over HTTP (server {statistics.median(server_side):.2f} s), "
+          f"median {statistics.median(artwork):.2f} s to done over HTTP "
+          f"(server {statistics.median(server_side):.2f} s), "
           f"min {min(artwork):.2f}, max {max(artwork):.2f}")
     print(f"  first streamed token (七绝 chat, tang): median {statistics.median(first) * 1000:.0f} ms, "
           f"max {max(first) * 1000:.0f} ms")

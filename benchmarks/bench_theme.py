@@ -67,8 +67,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
 from machine import cpu_model  # noqa: E402
 
@@ -363,8 +365,9 @@ def code_under_test() -> dict[str, Any]:
 
 def base_config(overrides: Sequence[str] = ()) -> dict[str, Any]:
     """The composed default run config (as ``synesthesia run`` composes it) with no renderers."""
-    import synesthesia
     from omegaconf import OmegaConf
+
+    import synesthesia
 
     overrides = ["pipeline.renderers=[]", *overrides]
     from synesthesia.config import register_configs
@@ -533,7 +536,7 @@ def real_tang_rows(form: str, pool: list[tuple[str, list[str]]], themes, per_the
     poems = []
     for theme, _ in themes:
         rng = random.Random(f"{form}|{theme}")
-        for title, lines in rng.sample(pool, min(per_theme, len(pool))):
+        for _title, lines in rng.sample(pool, min(per_theme, len(pool))):
             poems.append({"theme": theme, "text": "，".join(lines), "seed": 0})
     row = summarise(poems, "zh", form)
     matched = summarise(random.Random(form).sample(poems, min(n_match, len(poems))), "zh", form)
@@ -545,7 +548,7 @@ def real_tang_rows(form: str, pool: list[tuple[str, list[str]]], themes, per_the
         chars = zh_theme_chars(theme)
         hits = [p for p in pool if any(ch in zh_norm(p[0]) for ch in chars)]
         rng = random.Random(f"title|{form}|{theme}")
-        for title, lines in rng.sample(hits, min(per_theme, len(hits))):
+        for _title, lines in rng.sample(hits, min(per_theme, len(hits))):
             titled.append({"theme": theme, "text": "，".join(lines), "seed": 0})
     if titled:
         row = summarise(titled, "zh", form)

@@ -19,8 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_poetry_html import (GLYPH_BOXES_JS, assert_vertical_columns, launch_chromium, overlapping,
-                                    require_browser)
+from tests.test_poetry_html import (
+    GLYPH_BOXES_JS,
+    assert_vertical_columns,
+    launch_chromium,
+    overlapping,
+    require_browser,
+)
 
 # A browser and a server for the module: slow as a whole (make test-fast leaves it out).
 pytestmark = pytest.mark.slow
@@ -156,9 +161,9 @@ def test_poems_are_set_vertically_and_centred(gallery, tmp_path):
         panel = page.eval_on_selector(f"{article} .poem-panel", "e => e.getBoundingClientRect().toJSON()")
         lines = page.eval_on_selector_all(f"{article} .verse p", "ps => ps.map(p => { const r = document.createRange();"
                                           " r.selectNodeContents(p); return r.getBoundingClientRect().toJSON(); })")
-        assert len(lines) == len([l for l in gallery["en"]["text"].splitlines() if l.strip()])
+        assert len(lines) == len([line for line in gallery["en"]["text"].splitlines() if line.strip()])
         middle = panel["x"] + panel["width"] / 2
-        assert all(abs(l["x"] + l["width"] / 2 - middle) < 2 for l in lines), "English lines are centred"
+        assert all(abs(box["x"] + box["width"] / 2 - middle) < 2 for box in lines), "English lines are centred"
         page.screenshot(path=str(tmp_path / "gallery.png"), full_page=True)
     finally:
         page.close()
@@ -172,7 +177,8 @@ def test_media_downloads_and_provenance(gallery, tmp_path):
         # The melody plays in the page: the browser loads the WAV and knows its length.
         duration = page.eval_on_selector(f"{article} audio.melody", """a => new Promise((ok, fail) => {
             a.addEventListener('loadedmetadata', () => ok(a.duration), {once: true});
-            a.addEventListener('error', () => fail(new Error('audio error ' + (a.error && a.error.code))), {once: true});
+            a.addEventListener('error', () => fail(new Error('audio error ' + (a.error && a.error.code))),
+                               {once: true});
             a.preload = 'auto'; a.load(); })""")
         assert duration > 5
         # The sketch shows.

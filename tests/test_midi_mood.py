@@ -17,7 +17,8 @@ from synesthesia_midi.prosody import analyze
 from synesthesia_midi.render import render
 
 JING_YE_SI = "床前明月光，疑是地上霜。\n举头望明月，低头思故乡。"
-LAMB = "Little Lamb who made thee?\nDost thou know who made thee,\nGave thee life and bid thee feed\nBy the stream and o'er the mead;"
+LAMB = ("Little Lamb who made thee?\nDost thou know who made thee,\nGave thee life and bid thee feed\n"
+        "By the stream and o'er the mead;")
 QINGMING = "清明时节雨纷纷\n路上行人欲断魂\n借问酒家何处有\n牧童遥指杏花村"
 DENGGUANQUE = "白日依山尽，黄河入海流。\n欲穷千里目，更上一层楼。"
 

@@ -242,4 +242,6 @@ def test_english_lexicon_keeps_common_words_and_drops_surnames_and_letter_names(
     for junk in ("hastert", "th", "t", "mr"):
         assert junk not in lexicon.syllables
     assert lexicon.fewest["beau"] == 1  # "beau" itself; "beautiful" has three
-    assert lexicon.letter_fits("Win", "t") and not lexicon.letter_fits("WIN", "T") and not lexicon.letter_fits("qz", "x")
+    assert lexicon.letter_fits("Win", "t")
+    assert not lexicon.letter_fits("WIN", "T")
+    assert not lexicon.letter_fits("qz", "x")

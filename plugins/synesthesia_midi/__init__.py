@@ -28,7 +28,8 @@ def register_renderers(register):
     register(
         Renderer(
             name="midi",
-            description="A melody that follows the words: melody.mid with lyrics, melody.wav (FluidSynth or built-in synth).",
+            description=("A melody that follows the words: melody.mid with lyrics, "
+                         "melody.wav (FluidSynth or built-in synth)."),
             options=MidiOptions,
             render=_render,
         )

@@ -148,7 +148,8 @@ class Counts:
             "tunes": self.tunes,
             **({"modes": modes} if self.by_mode else {}),
             "notes": self.notes,
-            "interval_bigram": {str(k): {str(i): c for i, c in sorted(v.items())} for k, v in self.interval_bigram.items()},
+            "interval_bigram": {str(k): {str(i): c for i, c in sorted(v.items())}
+                                for k, v in self.interval_bigram.items()},
             "degree_by_strength": table(self.degree_by_strength),
             "register_by_strength": table(self.register_by_strength),
             "durations": {str(d): c for d, c in sorted(self.durations.items())},

@@ -30,7 +30,9 @@ def backend(api: str | None = None):
     try:
         return mido.Backend(name, load=True)
     except ImportError as error:
-        raise SynesthesiaError(f"MIDI output needs python-rtmidi ({error}); install it with: pip install python-rtmidi")
+        raise SynesthesiaError(
+            f"MIDI output needs python-rtmidi ({error}); install it with: pip install python-rtmidi"
+        ) from error
 
 
 @contextlib.contextmanager
@@ -65,7 +67,9 @@ def _resolve_port(name: str, names: list[str]) -> str:
     if len(partial) == 1:
         return partial[0]
     available = ", ".join(names) or "none"
-    raise SynesthesiaError(f"MIDI port {name!r} not found (available: {available}); start the synth or pass another port")
+    raise SynesthesiaError(
+        f"MIDI port {name!r} not found (available: {available}); start the synth or pass another port"
+    )
 
 
 def play_to_port(midi_path: str | Path, port_name: str, *, api: str | None = None, speed: float = 1.0) -> int:

@@ -13,9 +13,9 @@ interval is after the previous one, and how likely each pitch is, as semitones a
 final note (scale degree and register at once), on a strong or weak beat (for Chinese, counted
 separately in each pentatonic mode). The melody ends on its final, as the counted tunes do.
 The *rules* act as constraints: pitches stay in the scale and a singable range, strong beats take chord
-tones (pentatonic: the bar's anchors), long notes inside a line their pillars, line ends their cadence note, and for Chinese the melodic direction between two syllables
-follows their Mandarin tones (ReLyMe-style: a syllable whose tone sits higher than the previous one's
-goes up, lower goes down).
+tones (pentatonic: the bar's anchors), long notes inside a line their pillars, line ends their cadence
+note, and for Chinese the melodic direction between two syllables follows their Mandarin tones
+(ReLyMe-style: a syllable whose tone sits higher than the previous one's goes up, lower goes down).
 """
 
 from __future__ import annotations
@@ -332,7 +332,11 @@ def place_rhythm(prosody: Prosody, template: Template) -> tuple[list[Note], list
 def chord_tones(root: int, scale: tuple[int, ...]) -> tuple[int, ...]:
     """Pitch classes (above the tonic) of the triad on ``root`` that the scale holds."""
     third = next((root + t for t in (4, 3) if (root + t) % 12 in scale), None)
-    tones = [root % 12] + ([third % 12] if third is not None else []) + ([(root + 7) % 12] if (root + 7) % 12 in scale else [])
+    tones = [root % 12]
+    if third is not None:
+        tones.append(third % 12)
+    if (root + 7) % 12 in scale:
+        tones.append((root + 7) % 12)
     return tuple(tones)
 
 

@@ -74,7 +74,8 @@ def _accompaniment(melody: Melody, style: str):
     template = melody.template
     bar_ticks = template.bar_units * TICKS_PER_UNIT
     bass = template.tonic_midi - 12
-    events = [(0, 0, mido.Message("program_change", channel=ACCOMPANIMENT_CHANNEL, program=ACCOMPANIMENT_PROGRAM[style]))]
+    program_change = mido.Message("program_change", channel=ACCOMPANIMENT_CHANNEL, program=ACCOMPANIMENT_PROGRAM[style])
+    events = [(0, 0, program_change)]
     last_tick = melody.total_units * TICKS_PER_UNIT
     n_bars = max(1, -(-last_tick // bar_ticks))
     for bar in range(n_bars):

@@ -278,7 +278,7 @@ def split_word(word: str, n: int) -> list[str]:
     if len(groups) >= n:
         groups = groups[:n]
         cuts = []
-        for (s1, e1), (s2, _e2) in zip(groups, groups[1:]):
+        for (_s1, e1), (s2, _e2) in zip(groups, groups[1:]):
             consonants = s2 - e1
             cuts.append(e1 + (consonants + 1) // 2 if consonants > 1 else e1)
     else:

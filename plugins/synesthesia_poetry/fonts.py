@@ -11,9 +11,9 @@ import functools
 import os
 import shutil
 import subprocess
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from synesthesia.errors import SynesthesiaError
 
@@ -162,7 +162,8 @@ def find_font(text: str, role: str, requested: str | None = None, *,
                 return font
         except SynesthesiaError:
             continue
+    package = PACKAGE_HINT.get(role, "fonts-noto-core")
     raise SynesthesiaError(
-        f"no installed font has glyphs for {sample!r}: install Debian package {PACKAGE_HINT.get(role, 'fonts-noto-core')} "
-        f"(apt-get install {PACKAGE_HINT.get(role, 'fonts-noto-core').split(' or ')[-1]}) or set the renderer's "
+        f"no installed font has glyphs for {sample!r}: install Debian package {package} "
+        f"(apt-get install {package.split(' or ')[-1]}) or set the renderer's "
         f"{field} option to a font file")

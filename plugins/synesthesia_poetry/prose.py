@@ -30,8 +30,9 @@ from __future__ import annotations
 import functools
 import re
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from synesthesia.components import Conditioning, Form, FormRequest, Validation
 from synesthesia.errors import ConfigError
