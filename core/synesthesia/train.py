@@ -746,8 +746,9 @@ def fit(run: Run, on_step: Callable[[int, dict], None] | None = None) -> TrainRe
                 losses = evaluate(run)
                 val_loss = losses.get("val")
                 _log(run, record_evaluation(run, losses), metrics_path, plot_path)
-                progress.write(f"step {step}: train {losses['train']:.4f}" + (
-                    f", val {val_loss:.4f} (ppl {math.exp(min(val_loss, 50.0)):.2f})" if val_loss is not None else ""))
+                if main_rank:
+                    progress.write(f"step {step}: train {losses['train']:.4f}" + (
+                        f", val {val_loss:.4f} (ppl {math.exp(min(val_loss, 50.0)):.2f})" if val_loss is not None else ""))
             if (step % cfg.checkpoint_interval == 0 or step == o.max_iters or run.patience_spent()) and main_rank:
                 write_checkpoint(run)
             progress.update(1)
