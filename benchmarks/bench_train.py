@@ -22,8 +22,8 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from machine import cpu_model
+
 from synesthesia.model import GPT, GPTConfig
 
 VOCAB, CONTEXT, LAYERS, HEADS, WIDTH = 8000, 256, 6, 8, 384

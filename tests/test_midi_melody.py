@@ -21,7 +21,8 @@ SONNET = (
 def test_chinese_lines_caesura_and_classical_tones():
     prosody = analyze(DENGGUANQUE)
     assert prosody.language == "zh"
-    assert ["".join(s.lyric for s in line) for line in prosody.lines] == ["白日依山尽", "黄河入海流", "欲穷千里目", "更上一层楼"]
+    assert ["".join(s.lyric for s in line) for line in prosody.lines] == [
+        "白日依山尽", "黄河入海流", "欲穷千里目", "更上一层楼"]
     assert [s.caesura_after for s in prosody.lines[0]] == [False, True, False, False, False]  # 2 + 3
     seven = analyze(QINGMING)
     assert [i for i, s in enumerate(seven.lines[0]) if s.caesura_after] == [3]  # 4 + 3
@@ -236,7 +237,8 @@ def test_melody_gpt_trains_on_the_core_trainer_and_ships_a_core_checkpoint(tmp_p
     assert first["steps"] == 4 and load_train_state(run / "checkpoint")["step"] == 4
     resumed = melody_model.train(out, run_dir=run, steps=8, batch=4, cache=cache, resume=True)
     assert resumed["steps"] == 8
-    assert [r["step"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r] == [4, 8]  # the end of each run
+    rows = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+    assert [r["step"] for r in rows if "loss" in r] == [4, 8]  # the end of each run
     shipped = load_checkpoint(out)
     assert shipped.tokenizer is None and shipped.config.vocab_size == melody_model.VOCAB_SIZE
     assert shipped.meta["trained_by"] == "synesthesia.train" and shipped.meta["val_loss"] == resumed["val_loss"]

@@ -31,7 +31,8 @@ When in eternal lines to time thou grow'st:
 """
 
 POEMS = [
-    {"text": "床前明月光，疑是地上霜。\n举头望明月，低头思故乡。", "form": "五绝", "keywords": ["月", "霜"], "language": "zh"},
+    {"text": "床前明月光，疑是地上霜。\n举头望明月，低头思故乡。", "form": "五绝", "keywords": ["月", "霜"],
+     "language": "zh"},
     {"text": "白日依山尽，黄河入海流。\n欲穷千里目，更上一层楼。", "form": "五绝", "keywords": "山 河"},
     {"text": "月落乌啼霜满天，江枫渔火对愁眠。\n姑苏城外寒山寺，夜半钟声到客船。", "form": "七绝", "language": "zh"},
     {"text": "朝辞白帝彩云间，千里江陵一日还。\n两岸猿声啼不住，轻舟已过万重山。", "form": "七绝", "keywords": ["舟"]},
@@ -286,7 +287,8 @@ def test_resume_takes_the_saved_config_and_never_lengthens_a_run_unasked(tmp_pat
     again = main([f"out_dir={out}", "resume=true"])
     assert again.step == 10 and "already finished: step 10 of optim.max_iters=10" in capsys.readouterr().out
     state = json.loads((out / "checkpoint" / "train_state.json").read_text())
-    assert state["step"] == 10 and state["config"]["model"]["n_embd"] == 32 and state["config"]["optim"]["max_iters"] == 10
+    assert state["step"] == 10 and state["config"]["model"]["n_embd"] == 32
+    assert state["config"]["optim"]["max_iters"] == 10
     assert state["dtype"]["dtype"] == "float32" and state["dtype"]["reason"] == "set explicitly"
     # Asked for: train on to step 15 with the saved data, model and schedule.
     # log_interval=10 is the default, yet asked for: it replaces the saved 1.

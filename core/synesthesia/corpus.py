@@ -39,6 +39,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from synesthesia.data import read_jsonl_record
 from synesthesia.errors import CorpusError
 from synesthesia.fileio import atomic_open
 from synesthesia.keywords import KEYWORDS_FILE, KeywordExtractor, is_han, language_of
@@ -247,25 +248,14 @@ def _jsonl_records(path: Path, language: str | None) -> list[Record]:
     records = []
     with path.open(encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
-            if not line.strip():
+            record = read_jsonl_record(line, f"{path}:{number}")
+            if record is None:
                 continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CorpusError(f"{path}:{number}: not valid JSON ({exc.msg}); fix or remove that line") from None
-            if not isinstance(data, dict) or not isinstance(data.get("text"), str) or not data["text"].strip():
-                raise CorpusError(f'{path}:{number}: each line must be an object with a non-empty "text" string')
-            keywords = data.get("keywords") or []
-            if isinstance(keywords, str):
-                keywords = keywords.split()
-            if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
-                raise CorpusError(f'{path}:{number}: "keywords" must be a list of strings or one string')
-            form = data.get("form")
-            if form is not None and not isinstance(form, str):
-                raise CorpusError(f'{path}:{number}: "form" must be a string or null')
-            text = data["text"].strip("\n")
-            lang = data.get("language") or language or language_of(text)
-            records.append(Record(text=text, language=lang, form=form or None, keywords=list(keywords)))
+            if not record["text"].strip():
+                raise CorpusError(f'{path}:{number}: "text" is empty; give the text or remove that line')
+            text = record["text"].strip("\n")
+            lang = record["language"] or language or language_of(text)
+            records.append(Record(text=text, language=lang, form=record["form"], keywords=record["keywords"]))
     return records
 
 

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from synesthesia.errors import ConfigError, CorpusError
 
@@ -97,7 +98,8 @@ def _read_file(path: Path, split: str, encoding: str) -> list[Document]:
     try:
         content = path.read_text(encoding=encoding)
     except UnicodeDecodeError as exc:
-        raise CorpusError(f"{path}: not {encoding} text ({exc.reason} at byte {exc.start}); convert it to UTF-8") from None
+        raise CorpusError(f"{path}: not {encoding} text ({exc.reason} at byte {exc.start}); "
+                          "convert it to UTF-8") from None
     except OSError as exc:
         raise CorpusError(f"{path}: unreadable ({exc.strerror})") from None
     if path.suffix.lower() in JSONL_SUFFIXES:
@@ -112,36 +114,38 @@ def _read_file(path: Path, split: str, encoding: str) -> list[Document]:
     return [Document(text=p, source=str(path)) for p in pieces if p.strip()]
 
 
+def read_jsonl_record(line: str, where: str) -> dict | None:
+    """One line of a JSONL corpus -> {"text", "form", "keywords", "language"}, or None for a blank line. A line
+    that is not such a record is one CorpusError naming ``where`` (FILE:LINE). The one check of the format, for
+    training (``load_documents``) and for ``synesthesia corpus prepare``."""
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise CorpusError(f"{where}: not valid JSON ({exc.msg}); each line must be one JSON object") from None
+    if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+        raise CorpusError(f'{where}: each record needs a "text" string, e.g. {{"text": "...", "form": "七绝"}}')
+    keywords = record.get("keywords") or []
+    if isinstance(keywords, str):
+        keywords = keywords.split()
+    if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
+        raise CorpusError(f'{where}: "keywords" must be a list of strings or one space-separated string')
+    for key in ("form", "language"):
+        if record.get(key) is not None and not isinstance(record[key], str):
+            raise CorpusError(f'{where}: "{key}" must be a string')
+    return {"text": record["text"], "form": record.get("form") or None,
+            "keywords": [k for k in keywords if k.strip()], "language": record.get("language") or None}
+
+
 def _read_jsonl(path: Path, content: str) -> list[Document]:
     documents = []
     for number, line in enumerate(content.splitlines(), start=1):
-        if not line.strip():
-            continue
         where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CorpusError(f"{where}: not valid JSON ({exc.msg}); each line must be one JSON object") from None
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise CorpusError(f'{where}: each record needs a "text" string, e.g. {{"text": "...", "form": "七绝"}}')
-        keywords = record.get("keywords") or []
-        if isinstance(keywords, str):
-            keywords = keywords.split()
-        if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
-            raise CorpusError(f'{where}: "keywords" must be a list of strings or one space-separated string')
-        for key in ("form", "language"):
-            if record.get(key) is not None and not isinstance(record[key], str):
-                raise CorpusError(f'{where}: "{key}" must be a string')
-        if record["text"].strip():
-            documents.append(
-                Document(
-                    text=record["text"],
-                    form=record.get("form") or None,
-                    keywords=[k for k in keywords if k.strip()],
-                    language=record.get("language") or None,
-                    source=where,
-                )
-            )
+        record = read_jsonl_record(line, where)
+        if record is not None and record["text"].strip():
+            documents.append(Document(text=record["text"], form=record["form"], keywords=record["keywords"],
+                                      language=record["language"], source=where))
     return documents
 
 
@@ -168,8 +172,8 @@ def tokenizer_texts(documents: Sequence[Document]):
 class PackedCorpus:
     """The token stream (LongTensor [N]) and where each document starts in it (LongTensor [D])."""
 
-    tokens: "torch.Tensor"
-    starts: "torch.Tensor"
+    tokens: torch.Tensor
+    starts: torch.Tensor
     median_document_length: int
 
     def __len__(self) -> int:

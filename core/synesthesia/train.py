@@ -239,19 +239,20 @@ def resolve_autocast_dtype(name: str, device: str):
     return torch.bfloat16
 
 
-def choose_training_dtype(name: str, device: str, dist: "Distributed") -> dict:
+def choose_training_dtype(name: str, device: str, dist: Distributed) -> dict:
     """``dtype`` (auto: what this hardware trains fastest, see synesthesia.hardware) as rank 0 decided it, so
     every process runs the same; the choice with its reason (train_state.json, the checkpoint's meta)."""
-    from synesthesia.hardware import choose_dtype
-
     import torch
 
+    from synesthesia.hardware import choose_dtype
+
     with torch.random.fork_rng(devices=[]):  # a first-time measurement must not move the training RNG
-        choice = [choose_dtype(name, device, "training").to_dict() if dist.main else None]
+        choice: list[dict | None] = [choose_dtype(name, device, "training").to_dict() if dist.main else None]
     if dist.world_size > 1:
         import torch.distributed
 
         torch.distributed.broadcast_object_list(choice, src=0)
+    assert choice[0] is not None, "rank 0's dtype choice reaches every process"
     return choice[0]
 
 
@@ -472,7 +473,8 @@ def start_run(cfg, model, tokenizer, train_batches, eval_batches: dict, data_sta
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(net, device_ids=[torch.device(device)] if device.startswith("cuda") else None)
-    run = Run(cfg=cfg, dist=dist, device=device, dtype=dtype, autocast_dtype=resolve_autocast_dtype(dtype["dtype"], device),
+    run = Run(cfg=cfg, dist=dist, device=device, dtype=dtype,
+              autocast_dtype=resolve_autocast_dtype(dtype["dtype"], device),
               model=model, net=net, tokenizer=tokenizer, optimizer=optimizer, train_batches=train_batches,
               eval_batches=eval_batches, data_state=data_state, meta={**_run_meta(cfg), "train_dtype": dtype["dtype"]},
               state=state or {})
@@ -531,9 +533,10 @@ def _build_model(cfg, documents: list, val_documents: list, dist: Distributed):
 
 
 def _pack(cfg, tokenizer, documents: list, val_documents: list):
-    from synesthesia.data import pack_documents, split_train_val
+    from synesthesia.data import PackedCorpus, pack_documents, split_train_val
 
     corpus = pack_documents(documents, tokenizer)
+    val_split: PackedCorpus | None
     if val_documents:
         train_split, val_split = corpus, pack_documents(val_documents, tokenizer)
         fingerprint = corpus.fingerprint() + val_split.fingerprint()
@@ -748,7 +751,8 @@ def fit(run: Run, on_step: Callable[[int, dict], None] | None = None) -> TrainRe
                 _log(run, record_evaluation(run, losses), metrics_path, plot_path)
                 if main_rank:
                     progress.write(f"step {step}: train {losses['train']:.4f}" + (
-                        f", val {val_loss:.4f} (ppl {math.exp(min(val_loss, 50.0)):.2f})" if val_loss is not None else ""))
+                        f", val {val_loss:.4f} (ppl {math.exp(min(val_loss, 50.0)):.2f})"
+                        if val_loss is not None else ""))
             if (step % cfg.checkpoint_interval == 0 or step == o.max_iters or run.patience_spent()) and main_rank:
                 write_checkpoint(run)
             progress.update(1)

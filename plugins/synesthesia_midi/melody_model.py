@@ -12,8 +12,8 @@ learns contour and tonality together, conditioned on the metre. Trained on the s
 Training is ``synesthesia.train``'s loop (``start_run`` + ``fit``: checkpoints, metrics.jsonl, loss.png and
 resume in ``runs/melody_gpt``); the result is written with ``save_checkpoint`` to ``data/melody_gpt/``
 (``model.safetensors`` and ``config.json``, no tokenizer: the tokens are this module's; well under a
-megabyte), which ships with the package. The pitch chooser uses it with ``pitch_model="gpt"`` in place of the interval and
-degree statistics; the constraints (scale, range, chord tones, cadences, tone contour) stay rules.
+megabyte), which ships with the package. The pitch chooser uses it with ``pitch_model="gpt"`` in place of the
+interval and degree statistics; the constraints (scale, range, chord tones, cadences, tone contour) stay rules.
 """
 
 from __future__ import annotations
@@ -143,6 +143,7 @@ def train(out_dir: Path = MODEL_DIR, *, run_dir: Path = Path("runs/melody_gpt"),
     write the shipped checkpoint (``save_checkpoint``, no tokenizer: the tokens are this module's) to ``out_dir``."""
     import torch
     from omegaconf import OmegaConf
+
     from synesthesia.checkpoint import load_checkpoint, load_train_state, save_checkpoint
     from synesthesia.model import GPT, GPTConfig
     from synesthesia.train import TrainConfig, fit, start_run
