@@ -365,6 +365,47 @@ def read_records(path: str | os.PathLike) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def _read_source(source: str | os.PathLike, kind: str, dynasty: str, language: str | None, min_chars: int,
+                 max_chars: int) -> tuple[Path, str, list[Record], Counter[str], list[str], str]:
+    """The source's records: (its path, the kind it is read as, records, why others were skipped, the files read,
+    the default split for that kind)."""
+    source_path = Path(source).expanduser()
+    if str(source) == CHINESE_POETRY and not source_path.exists():
+        source_path = chinese_poetry_folder()
+    if not source_path.exists():
+        raise CorpusError(f"{source_path}: no such file or folder; give a chinese-poetry folder, a text file or "
+                          "a folder")
+    if kind == "auto":
+        kind = "chinese-poetry" if source_path.is_dir() and find_chinese_poetry_files(source_path, dynasty) else "text"
+    if kind == "chinese-poetry":
+        records, skipped = classical_records(read_chinese_poetry(source_path, dynasty))
+        files = [str(p) for p in find_chinese_poetry_files(source_path, dynasty)]
+        return source_path, kind, records, skipped, files, "random"
+    if kind == "text":
+        records, file_paths = user_records(source_path, language, min_chars=min_chars, max_chars=max_chars)
+        return (source_path, kind, records, Counter(), [str(p) for p in file_paths],
+                "tail" if source_path.is_file() else "random")
+    raise CorpusError(f"kind must be 'chinese-poetry', 'text' or 'auto', got {kind!r}")
+
+
+def _select(records: list[Record], skipped: Counter[str], *, simplified: bool, forms: Sequence[str] | None,
+            limit: int | None) -> list[Record]:
+    """The records to keep: in simplified characters if asked, of the wanted forms (the others counted in
+    ``skipped``), the first ``limit``."""
+    if simplified:
+        from synesthesia.keywords import to_simplified
+
+        for record in records:
+            if record.language == "zh":
+                record.text = to_simplified(record.text)
+                record.keywords = [to_simplified(k) for k in record.keywords]
+    if forms is not None:
+        wanted = set(forms)
+        skipped.update(f"form {r.form or 'none'} not requested" for r in records if r.form not in wanted)
+        records = [r for r in records if r.form in wanted]
+    return records if limit is None else records[:limit]
+
+
 def prepare(
     source: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -395,40 +436,11 @@ def prepare(
     - ``limit``: keep the first N records (after the form filter), for quick experiments.
     """
     started = time.time()
-    source_path = Path(source).expanduser()
-    if str(source) == CHINESE_POETRY and not source_path.exists():
-        source_path = chinese_poetry_folder()
-    if not source_path.exists():
-        raise CorpusError(f"{source_path}: no such file or folder; give a chinese-poetry folder, a text file or "
-                          "a folder")
-    if kind == "auto":
-        kind = "chinese-poetry" if source_path.is_dir() and find_chinese_poetry_files(source_path, dynasty) else "text"
-    skipped: Counter[str] = Counter()
-    if kind == "chinese-poetry":
-        records, skipped = classical_records(read_chinese_poetry(source_path, dynasty))
-        files = [str(p) for p in find_chinese_poetry_files(source_path, dynasty)]
-        default_split = "random"
-    elif kind == "text":
-        records, file_paths = user_records(source_path, language, min_chars=min_chars, max_chars=max_chars)
-        files = [str(p) for p in file_paths]
-        default_split = "tail" if source_path.is_file() else "random"
-    else:
-        raise CorpusError(f"kind must be 'chinese-poetry', 'text' or 'auto', got {kind!r}")
+    source_path, kind, records, skipped, files, default_split = _read_source(
+        source, kind, dynasty, language, min_chars, max_chars)
     found = len(records)
     read_total = found + sum(skipped.values())
-    if simplified:
-        from synesthesia.keywords import to_simplified
-
-        for record in records:
-            if record.language == "zh":
-                record.text = to_simplified(record.text)
-                record.keywords = [to_simplified(k) for k in record.keywords]
-    if forms is not None:
-        wanted = set(forms)
-        skipped.update(f"form {r.form or 'none'} not requested" for r in records if r.form not in wanted)
-        records = [r for r in records if r.form in wanted]
-    if limit is not None:
-        records = records[:limit]
+    records = _select(records, skipped, simplified=simplified, forms=forms, limit=limit)
     if not records:
         raise CorpusError(f"{source_path}: no usable texts found ({found} read before filtering); check the source "
                           "and --forms")
