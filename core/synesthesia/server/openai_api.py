@@ -181,6 +181,54 @@ def _sse(data: Any) -> str:
     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
+def _completion_chunks(body: CompletionBody, jobs: list[tuple[str, Job]], cid: str, created: int) -> Iterator[str]:
+    """The server-sent events of a streamed /v1/completions answer, one choice after another."""
+    completion_tokens = 0
+    for index, (prompt, job) in enumerate(jobs):
+        if body.echo and prompt:
+            yield _sse({"id": cid, "object": "text_completion", "created": created, "model": body.model,
+                        "choices": [{"index": index, "text": prompt, "logprobs": None,
+                                     "finish_reason": None}]})
+        text = ""
+        for piece in job.pieces():
+            text += piece
+            yield _sse({"id": cid, "object": "text_completion", "created": created, "model": body.model,
+                        "choices": [{"index": index, "text": piece, "logprobs": None,
+                                     "finish_reason": None}]})
+        completion_tokens += job.count(text)
+        yield _sse({"id": cid, "object": "text_completion", "created": created, "model": body.model,
+                    "choices": [{"index": index, "text": "", "logprobs": None,
+                                 "finish_reason": job.finish_reason(text)}]})
+    if (body.stream_options or {}).get("include_usage"):
+        yield _sse({"id": cid, "object": "text_completion", "created": created, "model": body.model,
+                    "choices": [], "usage": _usage(sum(j.prompt_tokens() for _, j in jobs),
+                                                   completion_tokens)})
+    yield "data: [DONE]\n\n"
+
+
+def _chat_chunks(body: ChatBody, jobs: list[Job], cid: str, created: int) -> Iterator[str]:
+    """The server-sent events of a streamed /v1/chat/completions answer, one choice after another."""
+    completion_tokens = 0
+    for index, job in enumerate(jobs):
+        base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": body.model,
+                "system_fingerprint": None}
+        yield _sse({**base, "choices": [{"index": index, "delta": {"role": "assistant", "content": ""},
+                                         "logprobs": None, "finish_reason": None}]})
+        text = ""
+        for piece in job.pieces():
+            text += piece
+            yield _sse({**base, "choices": [{"index": index, "delta": {"content": piece},
+                                             "logprobs": None, "finish_reason": None}]})
+        completion_tokens += job.count(text)
+        yield _sse({**base, "choices": [{"index": index, "delta": {}, "logprobs": None,
+                                         "finish_reason": job.finish_reason(text)}]})
+    if (body.stream_options or {}).get("include_usage"):
+        yield _sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": body.model,
+                    "choices": [], "usage": _usage(sum(j.prompt_tokens() for j in jobs),
+                                                   completion_tokens)})
+    yield "data: [DONE]\n\n"
+
+
 def build_router(state: Any):
     from fastapi import APIRouter, Depends
     from fastapi.responses import StreamingResponse
@@ -211,30 +259,8 @@ def build_router(state: Any):
         cid, created = f"cmpl-{secrets.token_hex(12)}", int(time.time())
         state.count_request()
         if body.stream:
-            def chunks() -> Iterator[str]:
-                completion_tokens = 0
-                for index, (prompt, job) in enumerate(jobs):
-                    if body.echo and prompt:
-                        yield _sse({"id": cid, "object": "text_completion", "created": created, "model": body.model,
-                                    "choices": [{"index": index, "text": prompt, "logprobs": None,
-                                                 "finish_reason": None}]})
-                    text = ""
-                    for piece in job.pieces():
-                        text += piece
-                        yield _sse({"id": cid, "object": "text_completion", "created": created, "model": body.model,
-                                    "choices": [{"index": index, "text": piece, "logprobs": None,
-                                                 "finish_reason": None}]})
-                    completion_tokens += job.count(text)
-                    yield _sse({"id": cid, "object": "text_completion", "created": created, "model": body.model,
-                                "choices": [{"index": index, "text": "", "logprobs": None,
-                                             "finish_reason": job.finish_reason(text)}]})
-                if (body.stream_options or {}).get("include_usage"):
-                    yield _sse({"id": cid, "object": "text_completion", "created": created, "model": body.model,
-                                "choices": [], "usage": _usage(sum(j.prompt_tokens() for _, j in jobs),
-                                                               completion_tokens)})
-                yield "data: [DONE]\n\n"
-
-            return StreamingResponse(chunks(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+            return StreamingResponse(_completion_chunks(body, jobs, cid, created), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
         choices, completion_tokens = [], 0
         for index, (prompt, job) in enumerate(jobs):
             text = job.finalize("".join(job.pieces()))
@@ -257,28 +283,8 @@ def build_router(state: Any):
         cid, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
         state.count_request()
         if body.stream:
-            def chunks() -> Iterator[str]:
-                completion_tokens = 0
-                for index, job in enumerate(jobs):
-                    base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": body.model,
-                            "system_fingerprint": None}
-                    yield _sse({**base, "choices": [{"index": index, "delta": {"role": "assistant", "content": ""},
-                                                     "logprobs": None, "finish_reason": None}]})
-                    text = ""
-                    for piece in job.pieces():
-                        text += piece
-                        yield _sse({**base, "choices": [{"index": index, "delta": {"content": piece},
-                                                         "logprobs": None, "finish_reason": None}]})
-                    completion_tokens += job.count(text)
-                    yield _sse({**base, "choices": [{"index": index, "delta": {}, "logprobs": None,
-                                                     "finish_reason": job.finish_reason(text)}]})
-                if (body.stream_options or {}).get("include_usage"):
-                    yield _sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": body.model,
-                                "choices": [], "usage": _usage(sum(j.prompt_tokens() for j in jobs),
-                                                               completion_tokens)})
-                yield "data: [DONE]\n\n"
-
-            return StreamingResponse(chunks(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+            return StreamingResponse(_chat_chunks(body, jobs, cid, created), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
         choices, completion_tokens = [], 0
         for index, job in enumerate(jobs):
             text = job.finalize("".join(job.pieces()))
