@@ -5,10 +5,10 @@ import asyncio
 import json
 import os
 import stat
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Optional
 
-from synesthesia.errors import ConfigError
 from synesthesia.server.intent import ArtworkIntent
 
 
@@ -120,29 +120,30 @@ def build_router(state: Any):
         except ValueError:
             last_id = None
         q, missed = state.events.subscribe(last_id)
-
-        async def stream():
-            try:
-                yield "retry: 2000\n\n"
-                for event in missed:
-                    yield _format(event)
-                while not state.events.closed:
-                    try:
-                        event = await asyncio.wait_for(q.get(), timeout=15)
-                    except TimeoutError:
-                        yield ": keep-alive\n\n"
-                        continue
-                    if event is None:
-                        return
-                    yield _format(event)
-            finally:
-                state.events.unsubscribe(q)
-
-        return StreamingResponse(stream(), media_type="text/event-stream",
+        return StreamingResponse(_event_stream(state.events, q, missed), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
-    _ = ConfigError
     return router
+
+
+async def _event_stream(events: Any, q: Any, missed: list) -> AsyncIterator[str]:
+    """Server-sent events: what the subscriber missed, then each new event (a keep-alive every 15 s of quiet)
+    until the server closes; the subscription ends with the stream."""
+    try:
+        yield "retry: 2000\n\n"
+        for event in missed:
+            yield _format(event)
+        while not events.closed:
+            try:
+                event = await asyncio.wait_for(q.get(), timeout=15)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+                continue
+            if event is None:
+                return
+            yield _format(event)
+    finally:
+        events.unsubscribe(q)
 
 
 def _format(event: tuple) -> str:
