@@ -181,6 +181,12 @@ def _sse(data: Any) -> str:
     return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
+def _whole_texts(jobs: list[Job]) -> tuple[list[str], int]:
+    """Each job's whole text (an answer that is not streamed), in order, and the completion tokens of them all."""
+    texts = [job.finalize("".join(job.pieces())) for job in jobs]
+    return texts, sum(job.count(text) for job, text in zip(jobs, texts))
+
+
 def _completion_chunks(body: CompletionBody, jobs: list[tuple[str, Job]], cid: str, created: int) -> Iterator[str]:
     """The server-sent events of a streamed /v1/completions answer, one choice after another."""
     completion_tokens = 0
@@ -261,12 +267,10 @@ def build_router(state: Any):
         if body.stream:
             return StreamingResponse(_completion_chunks(body, jobs, cid, created), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
-        choices, completion_tokens = [], 0
-        for index, (prompt, job) in enumerate(jobs):
-            text = job.finalize("".join(job.pieces()))
-            completion_tokens += job.count(text)
-            choices.append({"index": index, "text": (prompt + text) if body.echo else text, "logprobs": None,
-                            "finish_reason": job.finish_reason(text)})
+        texts, completion_tokens = _whole_texts([job for _, job in jobs])
+        choices = [{"index": index, "text": (prompt + text) if body.echo else text, "logprobs": None,
+                    "finish_reason": job.finish_reason(text)} for index, ((prompt, job), text) in
+                   enumerate(zip(jobs, texts))]
         return {"id": cid, "object": "text_completion", "created": created, "model": body.model,
                 "choices": choices, "usage": _usage(sum(j.prompt_tokens() for _, j in jobs), completion_tokens)}
 
@@ -285,12 +289,9 @@ def build_router(state: Any):
         if body.stream:
             return StreamingResponse(_chat_chunks(body, jobs, cid, created), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
-        choices, completion_tokens = [], 0
-        for index, job in enumerate(jobs):
-            text = job.finalize("".join(job.pieces()))
-            completion_tokens += job.count(text)
-            choices.append({"index": index, "message": {"role": "assistant", "content": text}, "logprobs": None,
-                            "finish_reason": job.finish_reason(text)})
+        texts, completion_tokens = _whole_texts(jobs)
+        choices = [{"index": index, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                    "finish_reason": job.finish_reason(text)} for index, (job, text) in enumerate(zip(jobs, texts))]
         return {"id": cid, "object": "chat.completion", "created": created, "model": body.model,
                 "system_fingerprint": None, "choices": choices,
                 "usage": _usage(sum(j.prompt_tokens() for j in jobs), completion_tokens)}
