@@ -254,6 +254,40 @@ def test_static_step_matches_the_dynamic_one(trained):
         assert int(caches[static].pos) == caches[static].length == 4 + 5
 
 
+needs_mkl = pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="this torch build has no MKL")
+
+
+@needs_mkl
+def test_packed_weights_give_the_same_logits_bit_for_bit(trained):
+    """Eight candidates on a CPU with MKL: the matmul weights are packed for that batch, and every
+    step's logits equal the plain matmul's exactly (different prompts and tokens per row, so a row
+    mix-up shows)."""
+    model, _ = trained
+    packed, plain = model.prepare_for_inference(), model.prepare_for_inference(pack=False)
+    assert packed.pack and not plain.pack
+    words = ["Autumn", "the qu", "cold s", "moon;\n", "reeds ", "geese ", "quiet ", "river "]
+    prompts = torch.tensor([encode(word) for word in words])  # [8, 6]
+    caches = {fast: fast.new_cache(8) for fast in (packed, plain)}
+    assert packed._packed_rows == 8 and plain._packed_rows == 0
+    for fast, cache in caches.items():
+        fast.prefill(prompts, cache)
+    for token in encode("mn ri"):
+        tokens = torch.tensor([token] + [STOI[c] for c in "eoatnsr"])
+        logits = {fast: fast.step(tokens, cache) for fast, cache in caches.items()}
+        assert torch.equal(logits[packed], logits[plain])
+    assert torch.equal(greedy_cached(packed, prompts, 30), greedy_uncached(model, prompts, 30))
+    packed.new_cache(2)  # a small batch takes the plain matmul and keeps the last packing
+    assert packed._packed_rows == 8
+
+
+def test_packing_needs_float32_on_the_dynamic_cpu_step(trained):
+    model, _ = trained
+    for options in ({"dtype": "bfloat16"}, {"static": True}):
+        with pytest.raises(ConfigError, match="pack=True needs float32"):
+            model.prepare_for_inference(pack=True, **options)
+    assert not model.prepare_for_inference("int8").pack
+
+
 def test_cuda_graphs_need_a_cuda_device():
     model = GPT(GPTConfig(vocab_size=20, block_size=8, n_layer=1, n_head=2, n_embd=8))
     with pytest.raises(ConfigError, match="CUDA graphs need a CUDA device"):
