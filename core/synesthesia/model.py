@@ -284,9 +284,9 @@ class GPT(nn.Module):
 
 
 class KVCache:
-    """Static keys and values for every layer, allocated once: ``keys[i]`` and ``values[i]`` [B, H, S, D] for
-    layer i, each its own tensor (a compiled step then writes one position in place; slices of one big
-    tensor made ``torch.compile`` copy the whole cache every layer).
+    """Static keys and values for every layer, allocated once: ``kv[i]`` [2, B, H, S, D] for layer i
+    (2 = keys, values), each layer its own tensor, so a compiled step writes one position in place (slices
+    of one tensor for all layers made ``torch.compile`` copy the whole cache in every layer).
 
     ``length`` is how many positions are filled (all B rows, the candidates, are at the same position);
     ``pos`` is the same number as a 0-dim tensor on the device, which the static (graph-able) step reads
@@ -294,19 +294,18 @@ class KVCache:
     """
 
     def __init__(self, n_layer, batch_size, n_head, block_size, head_size, dtype, device):
-        shape = (batch_size, n_head, block_size, head_size)
-        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layer)]
-        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layer)]
+        shape = (2, batch_size, n_head, block_size, head_size)
+        self.kv = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layer)]
         self.pos = torch.zeros((), dtype=torch.long, device=device)
         self.length = 0
 
     @property
     def batch_size(self) -> int:
-        return self.keys[0].size(0)
+        return self.kv[0].size(1)
 
     @property
     def capacity(self) -> int:
-        return self.keys[0].size(2)
+        return self.kv[0].size(3)
 
     def reset(self) -> None:
         self.length = 0  # stale entries beyond ``length`` are never read
@@ -515,13 +514,14 @@ class InferenceModel:
             qkv = qkv.view(Bx, T, 3, H, D)
             q = qkv[:, :, 0].transpose(1, 2)  # [Bx, H, T, D]
             kv = qkv[:, :, 1:].permute(2, 0, 3, 1, 4)  # [2, Bx, H, T, D]
-            k_cache, v_cache = cache.keys[i], cache.values[i]  # each [B, H, S, D]
-            new_k = kv[0]
+            layer_cache = cache.kv[i]  # [2, B, H, S, D]
             if rope is not None:
-                q, new_k = self._rope(q, *rope), self._rope(new_k, *rope)
-            k_cache[:, :, start:end] = new_k  # broadcasts a batch-1 prompt over all candidates
-            v_cache[:, :, start:end] = kv[1]
-            keys, values = k_cache[:Bx, :, :end], v_cache[:Bx, :, :end]  # each [Bx, H, end, D]
+                q = self._rope(q, *rope)
+                layer_cache[0, :, :, start:end] = self._rope(kv[0], *rope)
+                layer_cache[1, :, :, start:end] = kv[1]
+            else:
+                layer_cache[:, :, :, start:end] = kv  # one copy; broadcasts a batch-1 prompt over all candidates
+            keys, values = layer_cache[:, :Bx, :, :end]  # each [Bx, H, end, D]
             # One new position attends to every cached one; a prompt (start == 0) needs the causal mask.
             y = F.scaled_dot_product_attention(q, keys, values, is_causal=T > 1)
             y = y.transpose(1, 2).reshape(Bx * T, C)  # [Bx*T, C]
@@ -542,14 +542,14 @@ class InferenceModel:
         for i, layer in enumerate(self.layers):
             qkv = self._linear(self._layer_norm(x, layer["ln_1"]), layer["attn_w"], layer["attn_b"])  # [B, 3C]
             qkv = qkv.view(B, 3, H, 1, D)
-            q, k, v = qkv.unbind(1)  # each [B, H, 1, D]
+            q, kv = qkv[:, 0], qkv[:, 1:].transpose(0, 1)  # [B, H, 1, D], [2, B, H, 1, D]
             if self.config.pos == "rope":
                 cos, sin = self.rope_cos.index_select(0, pos), self.rope_sin.index_select(0, pos)
-                q, k = self._rope(q, cos, sin), self._rope(k, cos, sin)
-            k_cache, v_cache = cache.keys[i], cache.values[i]  # each [B, H, S, D]
-            k_cache.index_copy_(2, pos, k)
-            v_cache.index_copy_(2, pos, v)
-            y = F.scaled_dot_product_attention(q, k_cache, v_cache, attn_mask=visible)  # [B, H, 1, D]
+                q = self._rope(q, cos, sin)
+                kv = torch.stack([self._rope(kv[0], cos, sin), kv[1]])
+            layer_cache = cache.kv[i]  # [2, B, H, S, D]
+            layer_cache.index_copy_(3, pos, kv)  # in place, the whole layer's tensor (no view): compile-friendly
+            y = F.scaled_dot_product_attention(q, layer_cache[0], layer_cache[1], attn_mask=visible)  # [B, H, 1, D]
             x = self._linear(y.reshape(B, C), layer["proj_w"], layer["proj_b"], residual=x)
             x = self._mlp(x, layer)
         cache.pos.add_(1)
