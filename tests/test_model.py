@@ -280,9 +280,21 @@ def test_packed_weights_give_the_same_logits_bit_for_bit(trained):
     assert packed._packed_rows == 8
 
 
+@pytest.mark.slow
+def test_the_compiled_step_gives_the_tokens_of_the_trained_model(trained):
+    """compile=True on the CPU: the dynamic step through torch.compile (one compile for all positions),
+    greedy tokens equal to the uncached model's, for one candidate and for several."""
+    model, _ = trained
+    fast = model.prepare_for_inference(compile=True)
+    assert fast.compile and not fast.static and not fast.pack
+    prompts = torch.tensor([encode("Autumn"), encode("the qu"), encode("cold s")])
+    assert torch.equal(greedy_cached(fast, prompts, 30), greedy_uncached(model, prompts, 30))
+    assert torch.equal(greedy_cached(fast, prompts[:1], 30), greedy_uncached(model, prompts[:1], 30))
+
+
 def test_packing_needs_float32_on_the_dynamic_cpu_step(trained):
     model, _ = trained
-    for options in ({"dtype": "bfloat16"}, {"static": True}):
+    for options in ({"dtype": "bfloat16"}, {"static": True}, {"compile": True}):
         with pytest.raises(ConfigError, match="pack=True needs float32"):
             model.prepare_for_inference(pack=True, **options)
     assert not model.prepare_for_inference("int8").pack

@@ -169,6 +169,19 @@ def test_a_good_runs_app_log_records_the_run(env_with_plugin, tiny_checkpoint, t
 
 
 @pytest.mark.slow
+def test_model_compile_writes_the_same_text_and_the_manifest_says_so(env_with_plugin, tiny_checkpoint, tmp_path):
+    env, _ = env_with_plugin
+    manifests = {}
+    for compiled in ("false", "true"):
+        run_dir = tmp_path / f"compile-{compiled}"
+        result = _run(env, run_dir, tiny_checkpoint, "theme=sea moon", "seed=3", f"model.compile={compiled}")
+        assert result.returncode == 0, result.stderr
+        manifests[compiled] = json.loads((run_dir / "artwork" / "manifest.json").read_text(encoding="utf-8"))
+    assert manifests["false"]["model"]["compiled"] is False and manifests["true"]["model"]["compiled"] is True
+    assert manifests["true"]["text"] == manifests["false"]["text"]
+
+
+@pytest.mark.slow
 def test_edit_then_render_keeps_the_previous_revision(env_with_plugin, tiny_checkpoint, tmp_path):
     env, log = env_with_plugin
     run_dir = tmp_path / "edit"

@@ -354,6 +354,11 @@ class InferenceModel:
       with a mask, the position a device tensor the step advances itself), so the step can be captured as
       a CUDA graph (``graphs``, default on CUDA: one replay per token instead of ~100 kernel launches) or
       compiled with ``torch.compile`` (``compile=True``; the compile time is paid once per batch size).
+
+    ``compile=True`` on the dynamic step (the CPU default) compiles it with dynamic shapes (one compile
+    for every position and batch size; inductor fuses the norms, GELU and adds around the matmuls):
+    ~15% faster per token for ~10-15 s of compile (``benchmarks/bench_generate.py --compile``), so it
+    pays only in a long-lived process (a server, an installation). Its matmuls are not packed.
     """
 
     def __init__(self, model: GPT, dtype: torch.dtype | str = torch.float32, *, static: bool | None = None,
@@ -368,14 +373,16 @@ class InferenceModel:
         self.graphs = on_cuda if graphs is None else bool(graphs)
         if self.graphs and not on_cuda:
             raise ConfigError("CUDA graphs need a CUDA device; use graphs=False on CPU")
-        self.static = bool(on_cuda or self.graphs or compile) if static is None else bool(static)
-        if (self.graphs or compile) and not self.static:
-            raise ConfigError("CUDA graphs and torch.compile need the static step (static=True)")
+        self.static = bool(on_cuda or self.graphs) if static is None else bool(static)
+        if self.graphs and not self.static:
+            raise ConfigError("CUDA graphs need the static step (static=True)")
         self.compile = bool(compile)
         can_pack = (self.weight_format == "float32" and self.device.type == "cpu" and not self.static
+                    and not self.compile
                     and torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear"))
         if pack and not can_pack:
-            raise ConfigError("pack=True needs float32 weights, the dynamic step and a CPU build of torch with MKL")
+            raise ConfigError("pack=True needs float32 weights, the dynamic step without compile and a CPU "
+                              "build of torch with MKL")
         self.pack = can_pack if pack is None else bool(pack)
         self._packed: dict[int, torch.Tensor] = {}  # id(weight [K, N]) -> MKL-packed weight for _packed_rows
         self._packed_rows = 0
@@ -428,9 +435,12 @@ class InferenceModel:
             raise SynesthesiaError(f"InferenceModel does not use the weights {unused}: the decoding path is out "
                                    "of step with GPT; update InferenceModel")
         self.used_weights = frozenset(used)
-        self._step_fn = self._static_step
-        if self.compile:
-            self._step_fn = torch.compile(self._static_step, dynamic=False, fullgraph=True)
+        self._static_fn = self._static_step
+        self._decode_fn = self._decode
+        if self.compile and self.static:
+            self._static_fn = torch.compile(self._static_step, dynamic=False, fullgraph=True)
+        elif self.compile:
+            self._decode_fn = torch.compile(self._decode, dynamic=True)
         self._graphed: dict[int, _GraphedStep] = {}  # batch size -> captured step (its cache is reused)
 
     def new_cache(self, batch_size: int) -> KVCache:
@@ -595,7 +605,11 @@ class InferenceModel:
         if self.graphs:
             return self._graphed[cache.batch_size].replay(tokens, cache)
         if self.static:
-            return self._step_fn(tokens, cache)
+            return self._static_fn(tokens, cache)
+        return self._decode_fn(tokens, cache, pos)
+
+    def _decode(self, tokens: torch.Tensor, cache: KVCache, pos: int) -> torch.Tensor:
+        """The dynamic step: tokens [B] at position ``pos`` -> logits [B, V] float32."""
         x = self.wte[tokens].unsqueeze(1)  # [B, 1, C]
         if self.wpe is not None:
             x = x + self.wpe[pos]
@@ -615,11 +629,11 @@ class _GraphedStep:
         stream.wait_stream(torch.cuda.current_stream(fast.device))
         with torch.no_grad(), torch.cuda.stream(stream):  # warm up off the default stream (cuBLAS handles, compile)
             for _ in range(3):
-                fast._step_fn(self.tokens, cache)
+                fast._static_fn(self.tokens, cache)
         torch.cuda.current_stream(fast.device).wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
         with torch.no_grad(), torch.cuda.graph(self.graph):
-            self.logits = fast._step_fn(self.tokens, cache)  # [B, V], rewritten by every replay
+            self.logits = fast._static_fn(self.tokens, cache)  # [B, V], rewritten by every replay
         cache.reset()  # the warm-up wrote stale entries, which the mask hides; positions start again at 0
 
     def replay(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:

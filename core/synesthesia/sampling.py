@@ -256,18 +256,20 @@ class TextSampler:
     forward pass), "bfloat16" (faster on CPUs with bf16 support, logits within rounding of float32),
     "int8" (weight-only int8, bf16 activations; the fastest at batch 1, logits within a few percent) or
     "auto" (what this machine runs fastest, never slower than float32: ``synesthesia.hardware``;
-    ``dtype_choice`` says what was chosen and why). The inference copy is made once here; build a new
-    sampler after the weights change.
+    ``dtype_choice`` says what was chosen and why). ``compile`` compiles the decoding step with
+    ``torch.compile`` (``InferenceModel``: the same tokens, paid for once per process). The inference copy
+    is made once here; build a new sampler after the weights change.
     """
 
-    def __init__(self, model: GPT, tokenizer: Any, device: str = "cpu", dtype: Any = "float32"):
+    def __init__(self, model: GPT, tokenizer: Any, device: str = "cpu", dtype: Any = "float32",
+                 compile: bool = False):
         from synesthesia.hardware import choose_dtype
 
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.device = device
         self.dtype_choice = choose_dtype(str(dtype).removeprefix("torch."), device, "inference")
-        self.fast = self.model.prepare_for_inference(self.dtype_choice.dtype)
+        self.fast = self.model.prepare_for_inference(self.dtype_choice.dtype, compile=compile)
 
     def _prompt(self, prompt_ids) -> list[int]:
         ids = [int(i) for i in prompt_ids]

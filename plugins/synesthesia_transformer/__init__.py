@@ -22,13 +22,15 @@ CHECKPOINTS = Path(__file__).parent / "checkpoints"
 class LoadedTransformer:
     """A checkpoint in memory, sampling through ``synesthesia.sampling.TextSampler``."""
 
-    def __init__(self, name: str, checkpoint: Any, device: str, dtype: str = "float32") -> None:
+    def __init__(self, name: str, checkpoint: Any, device: str, dtype: str = "float32",
+                 compile: bool = False) -> None:
         from synesthesia.sampling import TextSampler
 
         self.name = name
         self.checkpoint = checkpoint
         self.tokenizer = checkpoint.tokenizer
-        self.sampler = TextSampler(checkpoint.model, checkpoint.tokenizer, device=device, dtype=dtype)
+        self.sampler = TextSampler(checkpoint.model, checkpoint.tokenizer, device=device, dtype=dtype,
+                                   compile=compile)
         self.dtype = self.sampler.dtype_choice.dtype  # dtype=auto resolved for this machine
         # The last conditioning prepared (a copy), its prompt ids and what describe_request reports: the rounds
         # of one artwork and the scoring of their candidates share one conditioning, prepared once.
@@ -47,6 +49,7 @@ class LoadedTransformer:
             "tokenizer": type(self.tokenizer).__name__,
             "inference_dtype": self.dtype,
             "dtype_choice": self.sampler.dtype_choice.to_dict(),  # what was asked (auto?), chosen, and why
+            "compiled": self.sampler.fast.compile,
             "card": dict(self.checkpoint.meta or {}).get("card"),
         }
 
@@ -144,13 +147,17 @@ class TransformerGenerator:
     """Our own decoder-only transformer. ``model.name`` is a registered checkpoint or a folder."""
 
     name = "transformer"
+    # model.* options the pipeline hands to ``load`` besides name, device and dtype.
+    options = ("compile",)
 
-    def load(self, model: str | None, device: str = "cpu", dtype: str = "float32") -> LoadedTransformer:
+    def load(self, model: str | None, device: str = "cpu", dtype: str = "float32",
+             compile: bool = False) -> LoadedTransformer:
+        """``compile``: torch.compile the decoding step (``model.compile``; pays in long-lived processes)."""
         from synesthesia.checkpoint import load_checkpoint
         from synesthesia.plugins import resolve_checkpoint
 
         path = resolve_checkpoint(model or "")
-        return LoadedTransformer(str(model), load_checkpoint(path, device=device), device, dtype)
+        return LoadedTransformer(str(model), load_checkpoint(path, device=device), device, dtype, bool(compile))
 
 
 @synesthesia.hookimpl
