@@ -84,3 +84,14 @@ def test_the_transformer_generator_resolves_auto_and_says_why(cache_dir, tiny_ch
     assert described["dtype_choice"]["reason"].startswith(("measured on", "CPU without"))
     fixed = get_registry().generator("transformer").load(str(tiny_checkpoint), dtype="float32").describe()
     assert fixed["dtype_choice"] == {**fixed["dtype_choice"], "requested": "float32", "reason": "set explicitly"}
+
+
+def test_compiled_code_is_kept_in_our_cache_unless_the_user_chose_a_place(cache_dir, monkeypatch, tmp_path):
+    import os
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)  # restored (unset) after the test
+    hardware.keep_compiled_code()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(cache_dir / "inductor")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    hardware.keep_compiled_code()
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")

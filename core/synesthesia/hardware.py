@@ -106,12 +106,24 @@ def machine_key(purpose: str) -> str:
     return f"v{CACHE_VERSION}|{purpose}|torch {torch.__version__}|{digest}"
 
 
-def cache_path() -> Path:
+def cache_dir() -> Path:
+    """Synesthesia's per-machine cache: $SYNESTHESIA_CACHE_DIR, else $XDG_CACHE_HOME/synesthesia, else
+    ~/.cache/synesthesia."""
     base = os.environ.get("SYNESTHESIA_CACHE_DIR")
     if base:
-        return Path(base) / "dtype.json"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "synesthesia" / "dtype.json"
+        return Path(base)
+    return Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "synesthesia"
+
+
+def cache_path() -> Path:
+    return cache_dir() / "dtype.json"
+
+
+def keep_compiled_code() -> None:
+    """Point torch.compile's on-disk cache (inductor's) at ``cache_dir()/inductor`` unless the user chose
+    one (TORCHINDUCTOR_CACHE_DIR): compiled kernels then outlive /tmp, and a later process compiles the same
+    step in about half the time (measured: 6 s instead of 12.6 s for the tang model's step)."""
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -437,6 +437,10 @@ class InferenceModel:
         self.used_weights = frozenset(used)
         self._static_fn = self._static_step
         self._decode_fn = self._decode
+        if self.compile:
+            from synesthesia.hardware import keep_compiled_code
+
+            keep_compiled_code()
         if self.compile and self.static:
             self._static_fn = torch.compile(self._static_step, dynamic=False, fullgraph=True)
         elif self.compile:
