@@ -9,7 +9,7 @@ import torch
 from synesthesia.components import SamplingSettings
 from synesthesia.errors import ConfigError, PluginError, SynesthesiaError
 from synesthesia.model import GPT, GPTConfig
-from synesthesia.sampling import TextSampler, apply_repetition_penalty, generate_ids, pick_tokens
+from synesthesia.sampling import SYNC_EVERY, TextSampler, apply_repetition_penalty, generate_ids, pick_tokens
 
 TEXT = (
     "The quiet river keeps the moon;\n"
@@ -253,6 +253,25 @@ def test_streamed_pieces_join_to_the_generated_text(trained_model, settings):
     pieces = list(sampler.stream(prompt("The"), settings))
     assert len(pieces) > 3 and all(pieces)
     assert "".join(pieces) == sampler.generate(prompt("The"), settings)[0]
+
+
+@pytest.mark.parametrize("settings", [
+    SamplingSettings(temperature=0.0, max_new_tokens=200, stop=["moon", "geese"]),  # a stop string mid-block
+    SamplingSettings(temperature=0.0, max_new_tokens=200),  # runs to <eos>
+    SamplingSettings(temperature=1.0, top_k=5, top_p=0.9, max_new_tokens=50, seed=11, stop=["\n\n"]),
+])
+def test_tokens_taken_to_the_host_in_blocks_give_the_same_texts(trained_model, settings):
+    """What an accelerator does (one copy to the host per SYNC_EVERY steps), run on the CPU: the same
+    texts, and streamed pieces that still join to them, in fewer and longer pieces."""
+    every_step = TextSampler(trained_model, TOKENIZER)
+    blocks = TextSampler(trained_model, TOKENIZER)
+    assert every_step.host_every == 1
+    blocks.host_every = SYNC_EVERY
+    texts = every_step.generate(prompt("The"), settings, n=3)
+    assert blocks.generate(prompt("The"), settings, n=3) == texts
+    pieces, block_pieces = (list(s.stream(prompt("The"), settings)) for s in (every_step, blocks))
+    assert "".join(block_pieces) == "".join(pieces) == texts[0]
+    assert 1 <= len(block_pieces) < len(pieces)
 
 
 def test_context_past_block_size_slides_the_window(random_model):

@@ -270,6 +270,7 @@ class TextSampler:
         self.device = device
         self.dtype_choice = choose_dtype(str(dtype).removeprefix("torch."), device, "inference")
         self.fast = self.model.prepare_for_inference(self.dtype_choice.dtype, compile=compile)
+        self.host_every = 1 if self.fast.device.type == "cpu" else SYNC_EVERY  # steps per copy to the host
 
     def _prompt(self, prompt_ids) -> list[int]:
         ids = [int(i) for i in prompt_ids]
@@ -282,18 +283,42 @@ class TextSampler:
 
     def _candidates(self, prompt_ids, settings: SamplingSettings, n: int,
                     logits_processors) -> Iterator[tuple[list[list[int]], list[str | None]]]:
-        """Run the decoder; after every step yield (token ids per candidate, final text or None)."""
+        """Run the decoder; every ``host_every`` steps yield (token ids per candidate, final text or None).
+
+        On the CPU that is every step. On an accelerator the new tokens are copied to the host once per
+        ``SYNC_EVERY`` steps (one copy of a [k, n] block), so the decoding loop never waits for the device
+        in between (``generate_ids`` looks at the caller's marks as often)."""
         import torch
 
-        stops = list(settings.stop or ())
         eos_id = getattr(self.tokenizer, "eos_id", None)
         ids: list[list[int]] = [[] for _ in range(n)]
         final: list[str | None] = [None] * n
         finished = torch.zeros(n, dtype=torch.bool)
+        pending: list[torch.Tensor] = []  # new tokens [n] per step, still on the device
         for tokens in generate_ids(self.fast, self._prompt(prompt_ids), settings, n=n,
                                    logits_processors=tuple(logits_processors), eos_id=eos_id,
                                    finished=finished):
-            for i, token in enumerate(tokens.tolist()):
+            pending.append(tokens)
+            if len(pending) >= self.host_every:
+                self._take([tokens.tolist()] if len(pending) == 1 else torch.stack(pending).tolist(),
+                           ids, final, finished, settings)
+                pending.clear()
+                yield ids, final
+        if pending:
+            self._take(torch.stack(pending).tolist(), ids, final, finished, settings)
+        for i in range(n):  # out of tokens: what was written so far is the text
+            if final[i] is None:
+                final[i] = self.tokenizer.decode(ids[i])
+        yield ids, final
+
+    def _take(self, steps: list[list[int]], ids: list[list[int]], final: list[str | None], finished: Any,
+              settings: SamplingSettings) -> None:
+        """Append each step's tokens (steps [k][n]) to the unfinished candidates; an eos or a stop string
+        finishes one (its final text; ``finished`` marks it for the decoding loop)."""
+        stops = list(settings.stop or ())
+        eos_id = getattr(self.tokenizer, "eos_id", None)
+        for tokens in steps:
+            for i, token in enumerate(tokens):
                 if final[i] is not None:
                     continue
                 if eos_id is not None and token == eos_id:
@@ -306,11 +331,6 @@ class TextSampler:
                     if cut is not None:
                         final[i] = text[:cut]
                         finished[i] = True
-            yield ids, final
-        for i in range(n):  # out of tokens: what was written so far is the text
-            if final[i] is None:
-                final[i] = self.tokenizer.decode(ids[i])
-        yield ids, final
 
     def generate(self, prompt_ids, settings: SamplingSettings, n: int = 1,
                  logits_processors: Sequence[LogitsProcessor] = ()) -> list[str]:
