@@ -95,3 +95,13 @@ def test_compiled_code_is_kept_in_our_cache_unless_the_user_chose_a_place(cache_
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
     hardware.keep_compiled_code()
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "mine")
+
+
+def test_measuring_leaves_the_callers_random_state_and_threads_alone():
+    torch.manual_seed(1234)
+    expected = torch.rand(4)
+    torch.manual_seed(1234)
+    threads = torch.get_num_threads()
+    hardware.measure("inference", ("float32",))
+    assert torch.equal(torch.rand(4), expected)
+    assert torch.get_num_threads() == threads

@@ -248,15 +248,17 @@ def _read_cache(path: Path) -> dict[str, Any]:
 
 
 def measure(purpose: str, dtypes: tuple[str, ...] = ("float32",)) -> dict[str, dict[str, float]]:
-    """Seconds per case for each dtype on this CPU (the best of a few repeats; one thread)."""
+    """Seconds per case for each dtype on this CPU (the best of a few repeats; one thread). The caller's
+    random state and thread count are as they were afterwards (its seeded runs stay reproducible)."""
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        if purpose == "inference":
-            return _measure_inference(dtypes)
-        return _measure_training(dtypes)
+        with torch.random.fork_rng(devices=[]):
+            if purpose == "inference":
+                return _measure_inference(dtypes)
+            return _measure_training(dtypes)
     finally:
         torch.set_num_threads(threads)
 
