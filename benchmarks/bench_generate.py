@@ -10,8 +10,12 @@ torch version and thread count head the table.
 Rows:
 - ``synesthesia fp32`` / ``bf16`` / ``int8``: ``generate_ids`` with float32, bfloat16 or int8 weight-only
   inference weights (int8: CPU only). On CUDA the step is a captured CUDA graph (``InferenceModel`` graphs).
-- ``synesthesia fp32 compiled`` (``--compile``): the static step through ``torch.compile``; the compile time
-  is printed apart (it is paid once per batch size and process).
+- ``synesthesia fp32 compiled`` (``--compile``): the decoding step through ``torch.compile`` (``model.compile``;
+  on CPU the dynamic step with dynamic shapes, on CUDA the static step); the compile time is printed apart
+  (paid once per process for batch 1 and once for larger batches), with the number of steps after which
+  it has paid for itself against the eager fp32 path. A batch that runs on packed weights (below) is not
+  compiled (``InferenceModel``), so on CPU its compiled row is the eager path again.
+- On CPU the fp32 path at batch 8 runs on MKL-packed weights (``InferenceModel.pack``, bit-identical).
 - ``no-cache``: our GPT re-running the whole context for every new token (nanoGPT-style generate);
   batch 1 only by default (``--baseline-batches 1 8`` adds batch 8, several minutes per run).
 - ``hf gpt2``: ``GPT2LMHeadModel.generate(use_cache=True)`` with ``attn_implementation="sdpa"``.
@@ -46,7 +50,7 @@ import time
 import torch
 
 from synesthesia.components import SamplingSettings
-from synesthesia.model import GPT, GPTConfig
+from synesthesia.model import GPT, PACK_MIN_ROWS, GPTConfig
 from synesthesia.sampling import generate_ids, pick_tokens
 
 SHAPES = {  # vocab, context, layers, heads, width
@@ -207,7 +211,7 @@ def main() -> None:
                              "2-core machine a second thread spins against other processes)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--shape", choices=sorted(SHAPES), default="bench")
-    parser.add_argument("--compile", action="store_true", help="add the torch.compile'd static step (fp32)")
+    parser.add_argument("--compile", action="store_true", help="add the torch.compile'd step (fp32)")
     parser.add_argument("--new-tokens", type=int, default=NEW_TOKENS, help="new tokens per run (a quick check: 16)")
     parser.add_argument("--baseline-batches", type=int, nargs="*", default=[1],
                         help="batch sizes for the slow no-cache baseline (default: 1 only; it re-runs up to "
@@ -242,7 +246,9 @@ def main() -> None:
     compile_seconds = {}
     if args.compile:
         compiled = model.prepare_for_inference(torch.float32, compile=True)
-        for batch in (1, 8):  # the compile, once per batch size, timed apart
+        for batch in (1, 8):  # the compile, timed apart: batch 1, and a larger batch unless it runs packed
+            if compiled.pack and batch >= PACK_MIN_ROWS:
+                continue
             start = time.perf_counter()
             run_ours(compiled, [0] * PROMPT_TOKENS, MODES["greedy"], batch, new_tokens=2)
             compile_seconds[batch] = time.perf_counter() - start
@@ -288,7 +294,8 @@ def main() -> None:
           f"a weights-sized read {cached['read']:.1f} GB/s; roofline {roofline:.1f} GB/s")
     if compile_seconds:
         compiled_in = ", ".join(f"batch {b} {s:.1f} s" for b, s in compile_seconds.items())
-        print(f"torch.compile of the static step: {compiled_in}")
+        packed = " (batch 8 runs eager on packed weights)" if compiled.pack else ""
+        print(f"torch.compile of the {'static' if cuda else 'dynamic'} step: {compiled_in}{packed}")
     header = (f"{'implementation':<28}{'batch':>6}{'mode':>9}{'median s':>10}{'tok/s':>9}{'vs HF':>8}"
               f"{'GB/s':>7}{'roof':>6}")
     print(header)
@@ -319,6 +326,13 @@ def main() -> None:
                 line += (f" vs_hf_static_b1={speedup(name, 1, 'hf gpt2 static compiled'):.2f}"
                          f" vs_hf_static_b8={speedup(name, 8, 'hf gpt2 static compiled'):.2f}")
             print(line)
+    for batch, seconds in compile_seconds.items():  # when the compile has paid for itself
+        eager = sum(median[("synesthesia fp32", batch, mode)] for mode in MODES)
+        compiled = sum(median[("synesthesia fp32 compiled", batch, mode)] for mode in MODES)
+        saved = (eager - compiled) / (len(MODES) * NEW_TOKENS)  # seconds per step
+        pays = f"after {seconds / saved:,.0f} steps" if saved > 0 else "never (not faster than eager)"
+        print(f"compiled fp32 at batch {batch}: {saved * 1e3:+.2f} ms a step saved; "
+              f"its {seconds:.1f} s compile pays {pays}")
     if not cuda and args.shape == "bench":
         same_weights(args.repeats)
 

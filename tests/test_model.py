@@ -286,7 +286,7 @@ def test_the_compiled_step_gives_the_tokens_of_the_trained_model(trained):
     greedy tokens equal to the uncached model's, for one candidate and for several."""
     model, _ = trained
     fast = model.prepare_for_inference(compile=True)
-    assert fast.compile and not fast.static and not fast.pack
+    assert fast.compile and not fast.static
     prompts = torch.tensor([encode("Autumn"), encode("the qu"), encode("cold s")])
     assert torch.equal(greedy_cached(fast, prompts, 30), greedy_uncached(model, prompts, 30))
     assert torch.equal(greedy_cached(fast, prompts[:1], 30), greedy_uncached(model, prompts[:1], 30))
@@ -294,7 +294,7 @@ def test_the_compiled_step_gives_the_tokens_of_the_trained_model(trained):
 
 def test_packing_needs_float32_on_the_dynamic_cpu_step(trained):
     model, _ = trained
-    for options in ({"dtype": "bfloat16"}, {"static": True}, {"compile": True}):
+    for options in ({"dtype": "bfloat16"}, {"static": True}):
         with pytest.raises(ConfigError, match="pack=True needs float32"):
             model.prepare_for_inference(pack=True, **options)
     assert not model.prepare_for_inference("int8").pack

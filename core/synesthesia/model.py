@@ -357,8 +357,9 @@ class InferenceModel:
 
     ``compile=True`` on the dynamic step (the CPU default) compiles it with dynamic shapes (one compile
     for every position and batch size; inductor fuses the norms, GELU and adds around the matmuls):
-    ~15% faster per token for ~10-15 s of compile (``benchmarks/bench_generate.py --compile``), so it
-    pays only in a long-lived process (a server, an installation). Its matmuls are not packed.
+    ~15% faster per token at batch 1 for ~10-15 s of compile (``benchmarks/bench_generate.py --compile``),
+    so it pays only in a long-lived process (a server, an installation). A batch whose weights are packed
+    stays eager: there the compiled step (plain matmuls) was slower than the packed one.
     """
 
     def __init__(self, model: GPT, dtype: torch.dtype | str = torch.float32, *, static: bool | None = None,
@@ -378,11 +379,9 @@ class InferenceModel:
             raise ConfigError("CUDA graphs need the static step (static=True)")
         self.compile = bool(compile)
         can_pack = (self.weight_format == "float32" and self.device.type == "cpu" and not self.static
-                    and not self.compile
                     and torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear"))
         if pack and not can_pack:
-            raise ConfigError("pack=True needs float32 weights, the dynamic step without compile and a CPU "
-                              "build of torch with MKL")
+            raise ConfigError("pack=True needs float32 weights, the dynamic step and a CPU build of torch with MKL")
         self.pack = can_pack if pack is None else bool(pack)
         self._packed: dict[int, torch.Tensor] = {}  # id(weight [K, N]) -> MKL-packed weight for _packed_rows
         self._packed_rows = 0
@@ -610,6 +609,8 @@ class InferenceModel:
             return self._graphed[cache.batch_size].replay(tokens, cache)
         if self.static:
             return self._static_fn(tokens, cache)
+        if cache.batch_size == self._packed_rows:  # packed matmuls: eager (faster than compiled plain ones)
+            return self._decode(tokens, cache, pos)
         return self._decode_fn(tokens, cache, pos)
 
     def _decode(self, tokens: torch.Tensor, cache: KVCache, pos: int) -> torch.Tensor:
