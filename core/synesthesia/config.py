@@ -35,7 +35,7 @@ class ModelConfig:
     # says what and why). float32 stays the default: auto may pick int8, whose tokens differ from the trained
     # model's and from machine to machine, and which the hf generator does not take.
     dtype: str = "float32"
-    # torch.compile the transformer's decoding step (the same tokens): ~15% faster per token on CPU after a
+    # torch.compile the transformer's decoding step (the same tokens): ~20% faster per token on CPU after a
     # 10-15 s compile in every new process, so it pays in a long-lived server or installation, not in one run.
     compile: bool = False
     # model.generator=openai: the server's base URL (http://127.0.0.1:8000/v1; None: OpenAI itself) and the
