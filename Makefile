@@ -25,14 +25,14 @@ lint: bootstrap
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-# Decoding speed against HF and the memory roofline, then warm pipeline latency (transformers is a dependency).
+# Decoding speed against HF and the memory roofline (eager and compiled), then warm pipeline latency.
 bench: bootstrap
-	$(PY) benchmarks/bench_generate.py
+	$(PY) benchmarks/bench_generate.py --compile
 	$(PY) benchmarks/bench_warm.py
 
 # Every table in the README, one script each.
 bench-all: bootstrap corpora
-	$(PY) benchmarks/bench_generate.py
+	$(PY) benchmarks/bench_generate.py --compile
 	$(PY) benchmarks/bench_warm.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_models.py

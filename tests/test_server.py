@@ -207,6 +207,27 @@ def test_artwork_job_list_detail_files_events(server):
         assert health["status"] == "ok" and health["jobs"]["succeeded"] >= 1 and health["artworks"] >= 1
 
 
+@pytest.mark.slow
+def test_serve_compile_compiles_the_decoding_step_of_jobs(tmp_path):
+    """``serve --compile``: a job's artwork is decoded by the compiled step (its manifest says so) and its
+    text is the one the same intent gives without --compile."""
+    texts = {}
+    for flags in ((), ("--compile",)):
+        srv = ServerProcess(tmp_path / f"gallery{len(flags)}", "--model", "tang", "--no-warm-up", *flags)
+        try:
+            with srv.http() as client:
+                posted = client.post("/v1/artworks", json={"form": "七绝", "theme": "秋月", "seed": 5, **FAST})
+                assert posted.status_code == 202, posted.text
+                job = wait_job(client, posted.headers["location"], timeout=240)
+                assert job["status"] == "succeeded", job
+                detail = client.get(f"/v1/artworks/{job['artwork_id']}").json()
+                assert detail["manifest"]["model"]["compiled"] is bool(flags)
+                texts[flags] = detail["text"]
+        finally:
+            assert srv.stop() == 0
+    assert texts[("--compile",)] == texts[()]
+
+
 def test_artworks_written_by_other_processes_appear(server):
     import shutil
 

@@ -36,6 +36,9 @@ class Settings:
     max_tokens: int = 1024
     max_prompt_chars: int = 2000
     threads: int = 1
+    # torch.compile every served transformer's decoding step (model.compile): the first decode of each model
+    # waits for the compile, and every later token is faster.
+    compile: bool = False
     # Seconds between looks for artworks that other processes wrote into the folder (0: never).
     rescan: float = 5.0
     # One copy of each model for the API and the job worker together (chats then wait while a job decodes).
@@ -76,7 +79,7 @@ class ServerState:
         self.started = int(time.time())
         self.registry = get_registry()
         self.base_config = compose_base_config(self.registry)
-        self.base_config.setdefault("model", {})["threads"] = int(settings.threads)
+        self.base_config.setdefault("model", {}).update(threads=int(settings.threads), compile=bool(settings.compile))
         self.generators = SharedGenerators()
         entries = list(settings.models) or sorted(self.registry.checkpoints())
         api_generators = self.generators if settings.share_models else SharedGenerators()

@@ -28,6 +28,9 @@ import click
               help="Largest request body in bytes (413 beyond).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256),
               help="CPU threads for decoding.")
+@click.option("--compile", "compile_", is_flag=True,
+              help="torch.compile each transformer's decoding step: ~20% faster per token after a compile of "
+                   "~3-20 s per model (model.compile).")
 @click.option("--preload/--no-preload", default=True, show_default=True,
               help="Load every served model before accepting requests.")
 @click.option("--rescan", default=5.0, show_default=True, type=float,
@@ -37,7 +40,7 @@ import click
 @click.option("--warm-up/--no-warm-up", "warm_up", default=True, show_default=True,
               help="Make one throw-away artwork per language first, so the first request is as fast as the rest.")
 def serve(host: str, port: int, artworks: Path, api_key: str | None, models: tuple[str, ...], queue_size: int,
-          grace: float, max_body: int, threads: int, preload: bool, rescan: float,
+          grace: float, max_body: int, threads: int, compile_: bool, preload: bool, rescan: float,
           share_models: bool, warm_up: bool) -> None:
     """Serve the models and the artworks over HTTP: an OpenAI-compatible API, artwork jobs, a live event stream.
 
@@ -51,7 +54,7 @@ def serve(host: str, port: int, artworks: Path, api_key: str | None, models: tup
 
     settings = Settings(artworks=artworks, host=host, port=port, api_key=api_key or os.environ.get(API_KEY_ENV) or None,
                         models=list(models), queue_size=queue_size, grace=grace, max_body_bytes=max_body,
-                        threads=threads, warm_up=warm_up, share_models=share_models,
+                        threads=threads, compile=compile_, warm_up=warm_up, share_models=share_models,
                         rescan=rescan)
     check_bind(settings)  # before anything slow: one line, exit 1
     run_server(settings, preload=preload)
