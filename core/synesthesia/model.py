@@ -356,7 +356,8 @@ class InferenceModel:
       compiled with ``torch.compile`` (``compile=True``; the compile time is paid once per batch size).
 
     ``compile=True`` on the dynamic step (the CPU default) compiles it with dynamic shapes (one compile
-    for every position and batch size; inductor fuses the norms, GELU and adds around the matmuls):
+    serves every position; batch 1 and larger batches compile once each; inductor fuses the norms, GELU
+    and adds around the matmuls):
     ~20% faster per token at batch 1 for ~10-15 s of compile (``benchmarks/bench_generate.py --compile``),
     so it pays only in a long-lived process (a server, an installation). A batch whose weights are packed
     stays eager: there the compiled step (plain matmuls) was slower than the packed one.
