@@ -249,7 +249,7 @@ def _read_cache(path: Path) -> dict[str, Any]:
 
 def measure(purpose: str, dtypes: tuple[str, ...] = ("float32",)) -> dict[str, dict[str, float]]:
     """Seconds per case for each dtype on this CPU (the best of a few repeats; one thread). The caller's
-    random state and thread count are as they were afterwards (its seeded runs stay reproducible)."""
+    random state and thread count are as they were afterwards (the measurement seeds its own model)."""
     import torch
 
     threads = torch.get_num_threads()

@@ -358,7 +358,8 @@ class InferenceModel:
     ``compile=True`` on the dynamic step (the CPU default) compiles it with dynamic shapes (one compile
     serves every position; batch 1 and larger batches compile once each; inductor fuses the norms, GELU
     and adds around the matmuls):
-    ~20% faster per token at batch 1 for ~10-15 s of compile (``benchmarks/bench_generate.py --compile``),
+    ~20% faster per token at batch 1 for ~20 s of compile the first time on a machine and ~3 s once
+    inductor's cache holds it (``benchmarks/bench_generate.py --compile``),
     so it pays only in a long-lived process (a server, an installation). A batch whose weights are packed
     stays eager: there the compiled step (plain matmuls) was slower than the packed one.
     """
