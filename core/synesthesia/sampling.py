@@ -290,6 +290,7 @@ class TextSampler:
         in between (``generate_ids`` looks at the caller's marks as often)."""
         import torch
 
+        stops = list(settings.stop or ())
         eos_id = getattr(self.tokenizer, "eos_id", None)
         ids: list[list[int]] = [[] for _ in range(n)]
         final: list[str | None] = [None] * n
@@ -301,22 +302,20 @@ class TextSampler:
             pending.append(tokens)
             if len(pending) >= self.host_every:
                 self._take([tokens.tolist()] if len(pending) == 1 else torch.stack(pending).tolist(),
-                           ids, final, finished, settings)
+                           ids, final, finished, stops, eos_id)
                 pending.clear()
                 yield ids, final
         if pending:
-            self._take(torch.stack(pending).tolist(), ids, final, finished, settings)
+            self._take(torch.stack(pending).tolist(), ids, final, finished, stops, eos_id)
         for i in range(n):  # out of tokens: what was written so far is the text
             if final[i] is None:
                 final[i] = self.tokenizer.decode(ids[i])
         yield ids, final
 
     def _take(self, steps: list[list[int]], ids: list[list[int]], final: list[str | None], finished: Any,
-              settings: SamplingSettings) -> None:
+              stops: list[str], eos_id: int | None) -> None:
         """Append each step's tokens (steps [k][n]) to the unfinished candidates; an eos or a stop string
         finishes one (its final text; ``finished`` marks it for the decoding loop)."""
-        stops = list(settings.stop or ())
-        eos_id = getattr(self.tokenizer, "eos_id", None)
         for tokens in steps:
             for i, token in enumerate(tokens):
                 if final[i] is not None:
