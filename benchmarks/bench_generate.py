@@ -327,9 +327,9 @@ def main() -> None:
                          f" vs_hf_static_b8={speedup(name, 8, 'hf gpt2 static compiled'):.2f}")
             print(line)
     for batch, seconds in compile_seconds.items():  # when the compile has paid for itself
-        eager = sum(median[("synesthesia fp32", batch, mode)] for mode in MODES)
-        compiled = sum(median[("synesthesia fp32 compiled", batch, mode)] for mode in MODES)
-        saved = (eager - compiled) / (len(MODES) * NEW_TOKENS)  # seconds per step
+        eager_s = sum(median[("synesthesia fp32", batch, mode)] for mode in MODES)
+        compiled_s = sum(median[("synesthesia fp32 compiled", batch, mode)] for mode in MODES)
+        saved = (eager_s - compiled_s) / (len(MODES) * NEW_TOKENS)  # seconds per step
         pays = f"after {seconds / saved:,.0f} steps" if saved > 0 else "never (not faster than eager)"
         print(f"compiled fp32 at batch {batch}: {saved * 1e3:+.2f} ms a step saved; "
               f"its {seconds:.1f} s compile pays {pays}")

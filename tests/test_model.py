@@ -254,6 +254,12 @@ def test_static_step_matches_the_dynamic_one(trained):
         assert int(caches[static].pos) == caches[static].length == 4 + 5
 
 
+def eight_prompts() -> torch.Tensor:
+    """Eight different 6-character prompts [8, 6]: a batch that runs on packed weights."""
+    words = ["Autumn", "the qu", "cold s", "moon;\n", "reeds ", "geese ", "quiet ", "river "]
+    return torch.tensor([encode(word) for word in words])
+
+
 needs_mkl = pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="this torch build has no MKL")
 
 
@@ -265,8 +271,7 @@ def test_packed_weights_give_the_same_logits_bit_for_bit(trained):
     model, _ = trained
     packed, plain = model.prepare_for_inference(), model.prepare_for_inference(pack=False)
     assert packed.pack and not plain.pack
-    words = ["Autumn", "the qu", "cold s", "moon;\n", "reeds ", "geese ", "quiet ", "river "]
-    prompts = torch.tensor([encode(word) for word in words])  # [8, 6]
+    prompts = eight_prompts()  # [8, 6]
     caches = {fast: fast.new_cache(8) for fast in (packed, plain)}
     assert packed._packed_rows == 8 and plain._packed_rows == 0
     for fast, cache in caches.items():
@@ -288,8 +293,7 @@ def test_the_compiled_step_gives_the_tokens_of_the_trained_model(trained):
     model, _ = trained
     fast = model.prepare_for_inference(compile=True)
     assert fast.compile and not fast.static
-    words = ["Autumn", "the qu", "cold s", "moon;\n", "reeds ", "geese ", "quiet ", "river "]
-    prompts = torch.tensor([encode(word) for word in words])  # [8, 6]
+    prompts = eight_prompts()  # [8, 6]
     for rows in (1, 3, 8):
         assert torch.equal(greedy_cached(fast, prompts[:rows], 30), greedy_uncached(model, prompts[:rows], 30))
     assert fast._packed_rows == (8 if fast.pack else 0)
