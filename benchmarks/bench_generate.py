@@ -16,6 +16,9 @@ Rows:
   it has paid for itself against the eager fp32 path. A batch that runs on packed weights (below) is not
   compiled (``InferenceModel``), so on CPU its compiled row is the eager path again.
 - On CPU the fp32 path at batch 8 runs on MKL-packed weights (``InferenceModel.pack``, bit-identical).
+- ``fp32 matmuls only (floor)`` (CPU): just the matmuls of each step, on the kernels the fp32 row uses,
+  with no norms, attention, sampling or Python in between: the ceiling of any fp32 decoder built on them.
+  Its ``speedup_vs_hf`` line is the most that fusing everything else away could bring.
 - ``no-cache``: our GPT re-running the whole context for every new token (nanoGPT-style generate);
   batch 1 only by default (``--baseline-batches 1 8`` adds batch 8, several minutes per run).
 - ``hf gpt2``: ``GPT2LMHeadModel.generate(use_cache=True)`` with ``attn_implementation="sdpa"``.
@@ -98,6 +101,31 @@ def run_ours(fast, prompt, settings, batch, new_tokens=None):
     settings = SamplingSettings(**{**settings.__dict__, "max_new_tokens": new_tokens})
     tokens = list(generate_ids(fast, prompt, settings, n=batch))
     assert len(tokens) == new_tokens
+
+
+def run_matmuls(fast, prompt, settings, batch, new_tokens=None):
+    """Only the matmuls of every decoding step (the same kernels and shapes as ``run_ours``: packed at batch
+    ``PACK_MIN_ROWS`` and up, packed once by ``floor_model``): the time an fp32 decoder on these kernels
+    cannot go below, whatever it fuses."""
+    new_tokens = new_tokens or NEW_TOKENS
+    x = torch.randn(batch, WIDTH, device=fast.device)  # [B, C]
+    h = torch.randn(batch, 4 * WIDTH, device=fast.device)  # [B, 4C]
+    with torch.no_grad():
+        for _ in range(new_tokens):
+            for layer in fast.layers:
+                fast._linear(x, layer["attn_w"], layer["attn_b"])
+                fast._linear(x, layer["proj_w"], layer["proj_b"], residual=x)
+                fast._linear(x, layer["fc_w"], layer["fc_b"])
+                fast._linear(h, layer["fc_proj_w"], layer["fc_proj_b"], residual=x)
+            fast._linear(x, fast.head_w, None)
+
+
+def floor_model(model):
+    """Float32 inference weights for ``run_matmuls``, packed for batch 8 as a decoding of 8 packs them (here, once,
+    so that no run's time holds the packing or a cache)."""
+    fast = model.prepare_for_inference(torch.float32)
+    fast.new_cache(8)
+    return fast
 
 
 def run_no_cache(model, prompt, settings, batch, new_tokens=None):
@@ -253,6 +281,9 @@ def main() -> None:
             run_ours(compiled, [0] * PROMPT_TOKENS, MODES["greedy"], batch, new_tokens=2)
             compile_seconds[batch] = time.perf_counter() - start
         runners["synesthesia fp32 compiled"] = (run_ours, compiled)
+    floor_name = "fp32 matmuls only (floor)"
+    if not cuda:  # on CUDA a step's cost is its launches, not its matmuls: this is no floor there
+        runners[floor_name] = (run_matmuls, floor_model(model))
     runners[hf_name] = (run_hf, build_hf(device))
     if cuda:
         runners["hf gpt2 static compiled"] = (run_hf, build_hf(device, static=True))
@@ -281,7 +312,7 @@ def main() -> None:
                 times.setdefault((name, batch, mode), []).append(time.perf_counter() - start)
 
     fp32_bytes = weight_bytes(runners["synesthesia fp32"][1])
-    read_bytes = {name: weight_bytes(impl) if run is run_ours else fp32_bytes
+    read_bytes = {name: weight_bytes(impl) if run in (run_ours, run_matmuls) else fp32_bytes
                   for name, (run, impl) in runners.items()}
     memory = memory_bandwidth(device)
     cached = memory_bandwidth(device, megabytes=fp32_bytes / 2**20)
@@ -326,6 +357,10 @@ def main() -> None:
                 line += (f" vs_hf_static_b1={speedup(name, 1, 'hf gpt2 static compiled'):.2f}"
                          f" vs_hf_static_b8={speedup(name, 8, 'hf gpt2 static compiled'):.2f}")
             print(line)
+    if floor_name in runners:
+        print(f"{floor_name}: speedup_vs_hf_b1={speedup(floor_name, 1):.2f} "
+              f"speedup_vs_hf_b8={speedup(floor_name, 8):.2f} (the most an fp32 decoder on these matmul kernels "
+              "can reach against HF on this machine)")
     for batch, seconds in compile_seconds.items():  # when the compile has paid for itself
         eager_s = sum(median[("synesthesia fp32", batch, mode)] for mode in MODES)
         compiled_s = sum(median[("synesthesia fp32 compiled", batch, mode)] for mode in MODES)
