@@ -104,9 +104,9 @@ def run_ours(fast, prompt, settings, batch, new_tokens=None):
 
 
 def run_matmuls(fast, prompt, settings, batch, new_tokens=None):
-    """Only the matmuls of every decoding step (the same kernels and shapes as ``run_ours``: packed at batch
-    ``PACK_MIN_ROWS`` and up, packed once by ``floor_model``): the time an fp32 decoder on these kernels
-    cannot go below, whatever it fuses."""
+    """Only the matmuls of every decoding step, one kernel each with its bias (the kernels and shapes of
+    ``run_ours``: packed at batch ``PACK_MIN_ROWS`` and up, packed once by ``floor_model``; no residual adds):
+    the time an fp32 decoder on these kernels cannot go below, whatever it fuses."""
     new_tokens = new_tokens or NEW_TOKENS
     x = torch.randn(batch, WIDTH, device=fast.device)  # [B, C]
     h = torch.randn(batch, 4 * WIDTH, device=fast.device)  # [B, 4C]
@@ -114,9 +114,9 @@ def run_matmuls(fast, prompt, settings, batch, new_tokens=None):
         for _ in range(new_tokens):
             for layer in fast.layers:
                 fast._linear(x, layer["attn_w"], layer["attn_b"])
-                fast._linear(x, layer["proj_w"], layer["proj_b"], residual=x)
+                fast._linear(x, layer["proj_w"], layer["proj_b"])
                 fast._linear(x, layer["fc_w"], layer["fc_b"])
-                fast._linear(h, layer["fc_proj_w"], layer["fc_proj_b"], residual=x)
+                fast._linear(h, layer["fc_proj_w"], layer["fc_proj_b"])
             fast._linear(x, fast.head_w, None)
 
 
