@@ -16,8 +16,9 @@ Rows:
   it has paid for itself against the eager fp32 path. A batch that runs on packed weights (below) is not
   compiled (``InferenceModel``), so on CPU its compiled row is the eager path again.
 - On CPU the fp32 path at batch 8 runs on MKL-packed weights (``InferenceModel.pack``, bit-identical).
-- ``fp32 matmuls only (floor)`` (CPU): just the matmuls of each step, on the kernels the fp32 row uses,
-  with no norms, attention, sampling or Python in between: the ceiling of any fp32 decoder built on them.
+- ``fp32 matmuls only (floor)`` (CPU): just the matmuls of each step, one kernel per weight with its bias, on
+  the kernels the fp32 row uses, from a bare Python loop (no norms, attention, residual adds or sampling in
+  between): the ceiling of any fp32 decoder built on them.
   Its ``speedup_vs_hf`` line is the most that fusing everything else away could bring.
 - ``no-cache``: our GPT re-running the whole context for every new token (nanoGPT-style generate);
   batch 1 only by default (``--baseline-batches 1 8`` adds batch 8, several minutes per run).
