@@ -131,8 +131,9 @@ def floor_model(model):
 
 def run_no_cache(model, prompt, settings, batch, new_tokens=None):
     new_tokens = new_tokens or NEW_TOKENS
-    generator = torch.Generator().manual_seed(settings.seed)
-    idx = torch.tensor(prompt).unsqueeze(0).expand(batch, -1)
+    device = model.lm_head.weight.device
+    generator = torch.Generator(device=device).manual_seed(settings.seed)
+    idx = torch.tensor(prompt, device=device).unsqueeze(0).expand(batch, -1)
     with torch.no_grad():
         for _ in range(new_tokens):
             logits, _ = model(idx)  # the whole context, every step

@@ -234,14 +234,17 @@ def test_a_weight_the_decoding_path_does_not_know_fails_loudly():
         model.prepare_for_inference()
 
 
-def test_static_step_matches_the_dynamic_one(trained):
+@pytest.mark.parametrize("plain_attention", [False, True], ids=["sdpa", "plain attention (CUDA float32)"])
+def test_static_step_matches_the_dynamic_one(trained, plain_attention):
     """The fixed-shape step (CUDA graphs, torch.compile): same tokens, logits within rounding, and it
-    keeps the device-side position in step with the host's, including after a re-prefill (a slide)."""
+    keeps the device-side position in step with the host's, including after a re-prefill (a slide).
+    Also with the plain-matmul attention that float32 on CUDA takes (here forced on the CPU)."""
     model, _ = trained
     prompts = torch.tensor([encode("Autumn"), encode("the qu"), encode("cold s")])
     expected = greedy_uncached(model, prompts, 30)
     static = model.prepare_for_inference(static=True)
-    assert static.static and not static.graphs
+    assert static.static and not static.graphs and not static.plain_attention  # CPU: SDPA
+    static.plain_attention = plain_attention
     assert torch.equal(greedy_cached(static, prompts, 30), expected)
     dynamic = model.prepare_for_inference()
     caches = {fast: fast.new_cache(3) for fast in (dynamic, static)}
