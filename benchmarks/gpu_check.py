@@ -1,9 +1,10 @@
 """The GPU checks of issue 13 in one call of a lent GPU machine (tests never need one).
 
-The bench shapes' speed, correctness, then GPT-2-small's speed, printing everything to stdout (and ``$OUT/gpu_check.txt`` when ``OUT`` is
-set). It installs nothing: it needs torch, numpy, pluggy and transformers, which the lent H200's image has;
-the package is imported from ``core/`` in this checkout. From the repository root, as the device tool's
-command (timeout_s 570; a fresh machine compiles everything cold)::
+The bench shapes' speed, correctness, then GPT-2-small's speed, printing everything to stdout (and
+``$OUT/gpu_check.txt`` when ``OUT`` is set). It installs nothing: it needs torch, numpy, pluggy and
+transformers, which the lent H200's image has; the package is imported from ``core/`` in this checkout. From the
+repository root, as the device tool's command (timeout_s 420: it took ~250 s on a fresh machine, compiling
+everything cold)::
 
     PYTHONUNBUFFERED=1 python3 benchmarks/gpu_check.py
 
