@@ -139,5 +139,6 @@ def main() -> int:
         status = bench("--shape", "gpt2-small") or status
     return status
 
+
 if __name__ == "__main__":
     sys.exit(main())
