@@ -95,6 +95,16 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 # The training / evaluation module
 
 
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                       hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """q [B, H, T, D] over k, v [B, H, S, D], where ``hidden`` (broadcast to [T, S]; True: masked out) ->
+    (y [B, H, T, D], weights [B, H, T, S]). What ``F.scaled_dot_product_attention`` computes (within float
+    rounding) as three plain kernels, scores, masked softmax and weighted sum, with the weights kept."""
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))  # [B, H, T, S]
+    weights = scores.masked_fill(hidden, float("-inf")).softmax(dim=-1)
+    return weights @ v, weights
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -115,12 +125,9 @@ class CausalSelfAttention(nn.Module):
             cos, sin = rope
             q, k = apply_rope(q, cos[:T], sin[:T]), apply_rope(k, cos[:T], sin[:T])
         weights = None
-        if need_weights:
-            # The explicit path: the same attention, with the [B, H, T, T] weights kept for pictures.
-            scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))  # [B, H, T, T]
+        if need_weights:  # the same attention, with the [B, H, T, T] weights kept for pictures
             causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
-            weights = scores.masked_fill(~causal, float("-inf")).softmax(dim=-1)
-            y = weights @ v  # [B, H, T, D]
+            y, weights = explicit_attention(q, k, v, ~causal)  # [B, H, T, D]
         else:
             y = F.scaled_dot_product_attention(
                 q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
@@ -283,15 +290,6 @@ class GPT(nn.Module):
 # The decoding path
 
 
-def attend_one_query(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                     hidden: torch.Tensor) -> torch.Tensor:
-    """Attention of one new position: q [B, H, 1, D] over keys, values [B, H, S, D], where ``hidden`` [1, S]
-    (True: not filled yet) is masked out -> [B, H, 1, D]. What ``F.scaled_dot_product_attention`` computes
-    (within float rounding), as three plain kernels: scores, masked softmax, weighted sum."""
-    scores = (q @ keys.transpose(-2, -1)) * (1.0 / math.sqrt(q.size(-1)))  # [B, H, 1, S]
-    return torch.softmax(scores.masked_fill(hidden, float("-inf")), dim=-1) @ values
-
-
 class KVCache:
     """Static keys and values for every layer, allocated once: ``kv[i]`` [2, B, H, S, D] for layer i
     (2 = keys, values), each layer its own tensor, so a compiled step writes one position in place (slices
@@ -390,7 +388,7 @@ class InferenceModel:
             raise ConfigError("CUDA graphs need the static step (static=True)")
         self.compile = bool(compile)
         # The static step's attention for one query: SDPA's float32 CUDA kernel (memory-efficient, tiles of 64
-        # queries) spent 58 us a layer on an H200 at batch 1, 62% of the step; with attend_one_query instead, a
+        # queries) spent 58 us a layer on an H200 at batch 1, 62% of the step; with explicit_attention instead, a
         # graphed step fed its own argmax took 0.31 ms instead of 0.59 (two H200 runs: results/generate_cuda_*).
         self.plain_attention = on_cuda and self.dtype == torch.float32
         can_pack = (self.weight_format == "float32" and self.device.type == "cpu" and not self.static
@@ -580,7 +578,7 @@ class InferenceModel:
             layer_cache = cache.kv[i]  # [2, B, H, S, D]
             layer_cache.index_copy_(3, pos, kv)  # in place, the whole layer's tensor (no view): compile-friendly
             if self.plain_attention:
-                y = attend_one_query(q, layer_cache[0], layer_cache[1], hidden)  # [B, H, 1, D]
+                y, _ = explicit_attention(q, layer_cache[0], layer_cache[1], hidden)  # [B, H, 1, D]
             else:
                 y = F.scaled_dot_product_attention(q, layer_cache[0], layer_cache[1], attn_mask=visible)
             x = self._linear(y.reshape(B, C), layer["proj_w"], layer["proj_b"], residual=x)
