@@ -356,16 +356,15 @@ def main() -> None:
         return theirs / ours
 
     for name in runners:
-        if name.startswith("synesthesia"):
-            line = f"{name}: speedup_vs_hf_b1={speedup(name, 1):.2f} speedup_vs_hf_b8={speedup(name, 8):.2f}"
-            if cuda:
-                line += (f" vs_hf_static_b1={speedup(name, 1, 'hf gpt2 static compiled'):.2f}"
-                         f" vs_hf_static_b8={speedup(name, 8, 'hf gpt2 static compiled'):.2f}")
-            print(line)
-    if floor_name in runners:
-        print(f"{floor_name}: speedup_vs_hf_b1={speedup(floor_name, 1):.2f} "
-              f"speedup_vs_hf_b8={speedup(floor_name, 8):.2f} (the most an fp32 decoder on these matmul kernels "
-              "can reach against HF on this machine)")
+        if not (name.startswith("synesthesia") or name == floor_name):
+            continue
+        line = f"{name}: speedup_vs_hf_b1={speedup(name, 1):.2f} speedup_vs_hf_b8={speedup(name, 8):.2f}"
+        if cuda:
+            line += (f" vs_hf_static_b1={speedup(name, 1, 'hf gpt2 static compiled'):.2f}"
+                     f" vs_hf_static_b8={speedup(name, 8, 'hf gpt2 static compiled'):.2f}")
+        if name == floor_name:
+            line += " (the most an fp32 decoder on these matmul kernels can reach against HF on this machine)"
+        print(line)
     for batch, seconds in compile_seconds.items():  # when the compile has paid for itself
         eager_s = sum(median[("synesthesia fp32", batch, mode)] for mode in MODES)
         compiled_s = sum(median[("synesthesia fp32 compiled", batch, mode)] for mode in MODES)

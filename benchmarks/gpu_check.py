@@ -45,6 +45,14 @@ def say(line: str) -> None:
             log.write(line + "\n")
 
 
+def sync(device: str) -> None:
+    """Wait for the GPU's queued work (timings end on it); nothing to wait for on the CPU."""
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
 def correctness(device: str) -> None:
     import torch
 
@@ -75,8 +83,7 @@ def correctness(device: str) -> None:
                 if step == 0:
                     first = logits.clone()
             got = torch.stack(tokens, 1)
-            if device == "cuda":
-                torch.cuda.synchronize()
+            sync(device)
             seconds = time.perf_counter() - start
             if reference is None:
                 reference, first_logits = got, first
@@ -93,19 +100,15 @@ def correctness(device: str) -> None:
 
 def bare_loop(fast, prompt, batch: int, device: str) -> float:
     """Tokens per second of ``step`` fed its own argmax, 256 steps after a prefill (best of 3), no sampler."""
-    import torch
-
     best = float("inf")
     for _ in range(3):
         cache = fast.new_cache(batch)
-        if device == "cuda":
-            torch.cuda.synchronize()
+        sync(device)
         start = time.perf_counter()
         logits = fast.prefill(prompt, cache)
         for _ in range(256):
             logits = fast.step(logits.argmax(-1), cache)
-        if device == "cuda":
-            torch.cuda.synchronize()
+        sync(device)
         best = min(best, time.perf_counter() - start)
     return batch * 256 / best
 
