@@ -257,6 +257,25 @@ def test_static_step_matches_the_dynamic_one(trained, plain_attention):
         assert int(caches[static].pos) == caches[static].length == 4 + 5
 
 
+def test_the_dynamic_steps_plain_attention_matches_sdpa(trained):
+    """The dynamic step's attention for a new position through explicit_attention (what a compiled float32
+    step takes; here forced on an eager one): every step's logits within rounding of SDPA's, the same greedy
+    tokens, and a prompt still goes through SDPA with its causal mask (its logits bit for bit)."""
+    model, _ = trained
+    prompts = torch.tensor([encode("Autumn"), encode("the qu"), encode("cold s")])
+    sdpa, plain = model.prepare_for_inference(), model.prepare_for_inference()
+    assert not sdpa.plain_attention  # eager on the CPU: SDPA
+    plain.plain_attention = True
+    caches = {fast: fast.new_cache(3) for fast in (sdpa, plain)}
+    logits = {fast: fast.prefill(prompts, cache) for fast, cache in caches.items()}
+    assert torch.equal(logits[plain], logits[sdpa])
+    for token in encode("mn ri"):
+        tokens = torch.full((3,), token)
+        logits = {fast: fast.step(tokens, cache) for fast, cache in caches.items()}
+        torch.testing.assert_close(logits[plain], logits[sdpa], atol=1e-5, rtol=1e-5)
+    assert torch.equal(greedy_cached(plain, prompts, 30), greedy_uncached(model, prompts, 30))
+
+
 def eight_prompts() -> torch.Tensor:
     """Eight different 6-character prompts [8, 6]: a batch that runs on packed weights."""
     words = ["Autumn", "the qu", "cold s", "moon;\n", "reeds ", "geese ", "quiet ", "river "]
@@ -295,7 +314,7 @@ def test_the_compiled_step_gives_the_tokens_of_the_trained_model(trained):
     eager on packed weights where this torch has MKL)."""
     model, _ = trained
     fast = model.prepare_for_inference(compile=True)
-    assert fast.compile and not fast.static
+    assert fast.compile and not fast.static and fast.plain_attention
     prompts = eight_prompts()  # [8, 6]
     for rows in (1, 3, 8):
         assert torch.equal(greedy_cached(fast, prompts[:rows], 30), greedy_uncached(model, prompts[:rows], 30))

@@ -96,12 +96,15 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                       hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """q [B, H, T, D] over k, v [B, H, S, D], where ``hidden`` (broadcast to [T, S]; True: masked out) ->
-    (y [B, H, T, D], weights [B, H, T, S]). What ``F.scaled_dot_product_attention`` computes (within float
-    rounding) as three plain kernels, scores, masked softmax and weighted sum, with the weights kept."""
+                       hidden: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """q [B, H, T, D] over k, v [B, H, S, D], where ``hidden`` (broadcast to [T, S]; True: masked out; None:
+    every key is seen) -> (y [B, H, T, D], weights [B, H, T, S]). What ``F.scaled_dot_product_attention``
+    computes (within float rounding) as three plain kernels, scores, masked softmax and weighted sum, with the
+    weights kept."""
     scores = (q @ k.transpose(-2, -1)) / math.sqrt(k.size(-1))  # [B, H, T, S]
-    weights = scores.masked_fill(hidden, float("-inf")).softmax(dim=-1)
+    if hidden is not None:
+        scores = scores.masked_fill(hidden, float("-inf"))
+    weights = scores.softmax(dim=-1)
     return weights @ v, weights
 
 
@@ -387,10 +390,14 @@ class InferenceModel:
         if self.graphs and not self.static:
             raise ConfigError("CUDA graphs need the static step (static=True)")
         self.compile = bool(compile)
-        # The static step's attention for one query: SDPA's float32 CUDA kernel (memory-efficient, tiles of 64
-        # queries) spent 58 us a layer on an H200 at batch 1, 62% of the step; with explicit_attention instead, a
-        # graphed step fed its own argmax took 0.31 ms instead of 0.59 (two H200 runs: results/generate_cuda_*).
-        self.plain_attention = on_cuda and self.dtype == torch.float32
+        # A new position's attention in float32 through explicit_attention instead of SDPA, on CUDA and in a
+        # compiled step. On CUDA, SDPA's float32 kernel (memory-efficient, tiles of 64 queries) spent 58 us a
+        # layer on an H200 at batch 1, 62% of the step; with explicit_attention a graphed step fed its own argmax
+        # took 0.31 ms instead of 0.59 (two H200 runs: results/generate_cuda_*). Compiled on the CPU, inductor
+        # fuses the scale and softmax between two small matmuls where SDPA is one opaque call: ~6% less per
+        # step at batch 1 (the same greedy tokens). Eager CPU steps, a packed batch's too, keep SDPA: there
+        # explicit_attention took 3-5% more at batch 1 and 8.
+        self.plain_attention = self.dtype == torch.float32 and (on_cuda or self.compile)
         can_pack = (self.weight_format == "float32" and self.device.type == "cpu" and not self.static
                     and torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear"))
         if pack and not can_pack:
@@ -550,7 +557,10 @@ class InferenceModel:
                 layer_cache[:, :, :, start:end] = kv  # one copy; broadcasts a batch-1 prompt over all candidates
             keys, values = layer_cache[:, :Bx, :, :end]  # each [Bx, H, end, D]
             # One new position attends to every cached one; a prompt (start == 0) needs the causal mask.
-            y = F.scaled_dot_product_attention(q, keys, values, is_causal=T > 1)
+            if T == 1 and self.plain_attention and Bx != self._packed_rows:  # (a packed batch steps eagerly)
+                y, _ = explicit_attention(q, keys, values, None)  # [Bx, H, 1, D]
+            else:
+                y = F.scaled_dot_product_attention(q, keys, values, is_causal=T > 1)
             y = y.transpose(1, 2).reshape(Bx * T, C)  # [Bx*T, C]
             x = self._linear(y, layer["proj_w"], layer["proj_b"], residual=x)
             x = self._mlp(x, layer)
