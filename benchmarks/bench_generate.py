@@ -32,7 +32,9 @@ reads a 1 GiB tensor (main memory) and one the size of the fp32 weights (what re
 can reach while they stay in cache); ``roof`` is the share of the faster of the two.
 
 The ``speedup_vs_hf`` lines compare each path with HF at each batch size, over greedy and sampled together
-(total tokens over total median time).
+(total tokens over total median time). The ``goals`` lines (bench shapes) say whether the fp32 paths meet issue
+13's goals in this run: on CPU batch 1 >= 2.5x HF and >= 50% of the roofline, batch 8 >= 2x HF; on CUDA batch 1
+>= 3,665 tokens/s (5x the issue's 733) greedy and sampled, and >= 1.2x HF static compiled at batch 1 and 8.
 
 Native vs ``hf`` on the same weights (issue 12): the shipped ``tang`` model, exported with
 ``synesthesia export tang --format hf`` into a temporary folder, decoded by our sampler (``generate_ids``,
@@ -232,6 +234,37 @@ def same_weights(repeats: int) -> None:
         print(f"constrained 七绝, 8 candidates, {name}: {seconds:.2f} s ({8 / seconds:.1f} poems/s, all valid)")
 
 
+# Issue 13's goals for the bench shapes, each a ratio measured in one run (the GPU's is 5x the 733 tokens/s the
+# issue measured at batch 1 on an H200).
+GOAL_CPU_B1_VS_HF, GOAL_CPU_B1_ROOF, GOAL_CPU_B8_VS_HF = 2.5, 0.5, 2.0
+GOAL_GPU_B1_TOKENS, GOAL_GPU_VS_HF_STATIC = 5 * 733, 1.2
+
+
+def goal_line(name: str, speedup, median: dict, roof_seconds_per_step: float, cuda: bool) -> str:
+    """Whether the path ``name`` meets issue 13's goals in this run: on CPU batch 1 >= 2.5x HF and >= 50% of
+    the roofline (greedy and sampled together), batch 8 >= 2x HF; on CUDA batch 1 >= 3,665 tokens/s in each mode
+    and >= 1.2x HF's static cache compiled at batch 1 and 8. ``roof_seconds_per_step``: the time one step would
+    take reading its weights at the roofline."""
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    if cuda:
+        parts = [f"batch 1 {mode} {NEW_TOKENS / median[(name, 1, mode)]:,.0f} tok/s >= {GOAL_GPU_B1_TOKENS:,}: "
+                 f"{verdict(NEW_TOKENS / median[(name, 1, mode)] >= GOAL_GPU_B1_TOKENS)}" for mode in MODES]
+        for batch in (1, 8):
+            ratio = speedup(name, batch, "hf gpt2 static compiled")
+            parts.append(f"batch {batch} {ratio:.2f}x HF static compiled >= {GOAL_GPU_VS_HF_STATIC}x: "
+                         f"{verdict(ratio >= GOAL_GPU_VS_HF_STATIC)}")
+    else:
+        b1, b8 = speedup(name, 1), speedup(name, 8)
+        seconds_per_step = sum(median[(name, 1, mode)] for mode in MODES) / (len(MODES) * NEW_TOKENS)
+        roof = roof_seconds_per_step / seconds_per_step
+        parts = [f"batch 1 {b1:.2f}x HF >= {GOAL_CPU_B1_VS_HF}x: {verdict(b1 >= GOAL_CPU_B1_VS_HF)}",
+                 f"batch 1 {roof:.0%} of the roofline >= {GOAL_CPU_B1_ROOF:.0%}: {verdict(roof >= GOAL_CPU_B1_ROOF)}",
+                 f"batch 8 {b8:.2f}x HF >= {GOAL_CPU_B8_VS_HF}x: {verdict(b8 >= GOAL_CPU_B8_VS_HF)}"]
+    return f"goals, {name}: " + "; ".join(parts)
+
+
 def main() -> None:
     global VOCAB, CONTEXT, LAYERS, HEADS, WIDTH, NEW_TOKENS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -365,6 +398,10 @@ def main() -> None:
         if name == floor_name:
             line += " (the most an fp32 decoder on these matmul kernels can reach against HF on this machine)"
         print(line)
+    if args.shape == "bench":
+        for name in ("synesthesia fp32", "synesthesia fp32 compiled"):
+            if name in runners:
+                print(goal_line(name, speedup, median, read_bytes[name] / (roofline * 1e9), cuda))
     for batch, seconds in compile_seconds.items():  # when the compile has paid for itself
         eager_s = sum(median[("synesthesia fp32", batch, mode)] for mode in MODES)
         compiled_s = sum(median[("synesthesia fp32 compiled", batch, mode)] for mode in MODES)
