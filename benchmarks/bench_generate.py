@@ -240,7 +240,20 @@ GOAL_CPU_B1_VS_HF, GOAL_CPU_B1_ROOF, GOAL_CPU_B8_VS_HF = 2.5, 0.5, 2.0
 GOAL_GPU_B1_TOKENS, GOAL_GPU_VS_HF_STATIC = 5 * 733, 1.2
 
 
-def goal_line(name: str, speedup, median: dict, roof_seconds_per_step: float, cuda: bool) -> str:
+HF_NAME, HF_STATIC_NAME = "hf gpt2 (sdpa, cache)", "hf gpt2 static compiled"
+
+
+def total(median: dict, name: str, batch: int) -> float:
+    """Seconds of the path ``name`` at ``batch``, greedy and sampled together (medians)."""
+    return sum(median[(name, batch, mode)] for mode in MODES)
+
+
+def speedup(median: dict, name: str, batch: int, against: str = HF_NAME) -> float:
+    """How many times faster ``name`` is than ``against`` at ``batch``: total tokens over total median time."""
+    return total(median, against, batch) / total(median, name, batch)
+
+
+def goal_line(name: str, median: dict, roof_seconds_per_step: float, cuda: bool) -> str:
     """Whether the path ``name`` meets issue 13's goals in this run: on CPU batch 1 >= 2.5x HF and >= 50% of
     the roofline (greedy and sampled together), batch 8 >= 2x HF; on CUDA batch 1 >= 3,665 tokens/s in each mode
     and >= 1.2x HF's static cache compiled at batch 1 and 8. ``roof_seconds_per_step``: the time one step would
@@ -249,16 +262,18 @@ def goal_line(name: str, speedup, median: dict, roof_seconds_per_step: float, cu
         return "met" if ok else "NOT met"
 
     if cuda:
-        parts = [f"batch 1 {mode} {NEW_TOKENS / median[(name, 1, mode)]:,.0f} tok/s >= {GOAL_GPU_B1_TOKENS:,}: "
-                 f"{verdict(NEW_TOKENS / median[(name, 1, mode)] >= GOAL_GPU_B1_TOKENS)}" for mode in MODES]
+        parts = []
+        for mode in MODES:
+            tokens_per_s = NEW_TOKENS / median[(name, 1, mode)]
+            parts.append(f"batch 1 {mode} {tokens_per_s:,.0f} tok/s >= {GOAL_GPU_B1_TOKENS:,}: "
+                         f"{verdict(tokens_per_s >= GOAL_GPU_B1_TOKENS)}")
         for batch in (1, 8):
-            ratio = speedup(name, batch, "hf gpt2 static compiled")
+            ratio = speedup(median, name, batch, HF_STATIC_NAME)
             parts.append(f"batch {batch} {ratio:.2f}x HF static compiled >= {GOAL_GPU_VS_HF_STATIC}x: "
                          f"{verdict(ratio >= GOAL_GPU_VS_HF_STATIC)}")
     else:
-        b1, b8 = speedup(name, 1), speedup(name, 8)
-        seconds_per_step = sum(median[(name, 1, mode)] for mode in MODES) / (len(MODES) * NEW_TOKENS)
-        roof = roof_seconds_per_step / seconds_per_step
+        b1, b8 = speedup(median, name, 1), speedup(median, name, 8)
+        roof = roof_seconds_per_step / (total(median, name, 1) / (len(MODES) * NEW_TOKENS))
         parts = [f"batch 1 {b1:.2f}x HF >= {GOAL_CPU_B1_VS_HF}x: {verdict(b1 >= GOAL_CPU_B1_VS_HF)}",
                  f"batch 1 {roof:.0%} of the roofline >= {GOAL_CPU_B1_ROOF:.0%}: {verdict(roof >= GOAL_CPU_B1_ROOF)}",
                  f"batch 8 {b8:.2f}x HF >= {GOAL_CPU_B8_VS_HF}x: {verdict(b8 >= GOAL_CPU_B8_VS_HF)}"]
@@ -299,7 +314,6 @@ def main() -> None:
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=VOCAB, block_size=CONTEXT, n_layer=LAYERS, n_head=HEADS, n_embd=WIDTH,
                           bias=True, pos="learned")).to(device).eval()
-    hf_name = "hf gpt2 (sdpa, cache)"
     runners = {
         "synesthesia fp32": (run_ours, model.prepare_for_inference(torch.float32)),
         "synesthesia bf16": (run_ours, model.prepare_for_inference(torch.bfloat16)),
@@ -319,9 +333,9 @@ def main() -> None:
     floor_name = "fp32 matmuls only (floor)"
     if not cuda:  # on CUDA a step's cost is its launches, not its matmuls: this is no floor there
         runners[floor_name] = (run_matmuls, floor_model(model))
-    runners[hf_name] = (run_hf, build_hf(device))
+    runners[HF_NAME] = (run_hf, build_hf(device))
     if cuda:
-        runners["hf gpt2 static compiled"] = (run_hf, build_hf(device, static=True))
+        runners[HF_STATIC_NAME] = (run_hf, build_hf(device, static=True))
     runners["no-cache (full context)"] = (run_no_cache, model)
     skipped = {("no-cache (full context)", batch) for batch in (1, 8) if batch not in args.baseline_batches}
     prompt = torch.randint(0, VOCAB, (PROMPT_TOKENS,), generator=torch.Generator().manual_seed(1)).tolist()
@@ -375,7 +389,7 @@ def main() -> None:
                 continue
             seconds = median[(name, batch, mode)]
             speed = batch * NEW_TOKENS / seconds
-            ratio = median[(hf_name, batch, mode)] / seconds
+            ratio = median[(HF_NAME, batch, mode)] / seconds
             if name.startswith("no-cache"):
                 bandwidth = "" .rjust(7) + "".rjust(6)  # it re-reads the weights per position, not per step
             else:
@@ -383,28 +397,24 @@ def main() -> None:
                 bandwidth = f"{gbs:>7.1f}{gbs / roofline:>6.0%}"
             print(f"{name:<28}{batch:>6}{mode:>9}{seconds:>10.3f}{speed:>9.0f}{ratio:>7.2f}x{bandwidth}")
 
-    def speedup(name: str, batch: int, against: str = hf_name) -> float:
-        ours = sum(median[(name, batch, mode)] for mode in MODES)
-        theirs = sum(median[(against, batch, mode)] for mode in MODES)
-        return theirs / ours
-
     for name in runners:
         if not (name.startswith("synesthesia") or name == floor_name):
             continue
-        line = f"{name}: speedup_vs_hf_b1={speedup(name, 1):.2f} speedup_vs_hf_b8={speedup(name, 8):.2f}"
+        line = (f"{name}: speedup_vs_hf_b1={speedup(median, name, 1):.2f} "
+                f"speedup_vs_hf_b8={speedup(median, name, 8):.2f}")
         if cuda:
-            line += (f" vs_hf_static_b1={speedup(name, 1, 'hf gpt2 static compiled'):.2f}"
-                     f" vs_hf_static_b8={speedup(name, 8, 'hf gpt2 static compiled'):.2f}")
+            line += (f" vs_hf_static_b1={speedup(median, name, 1, HF_STATIC_NAME):.2f}"
+                     f" vs_hf_static_b8={speedup(median, name, 8, HF_STATIC_NAME):.2f}")
         if name == floor_name:
             line += " (the most an fp32 decoder on these matmul kernels can reach against HF on this machine)"
         print(line)
     if args.shape == "bench":
         for name in ("synesthesia fp32", "synesthesia fp32 compiled"):
             if name in runners:
-                print(goal_line(name, speedup, median, read_bytes[name] / (roofline * 1e9), cuda))
+                print(goal_line(name, median, read_bytes[name] / (roofline * 1e9), cuda))
     for batch, seconds in compile_seconds.items():  # when the compile has paid for itself
-        eager_s = sum(median[("synesthesia fp32", batch, mode)] for mode in MODES)
-        compiled_s = sum(median[("synesthesia fp32 compiled", batch, mode)] for mode in MODES)
+        eager_s = total(median, "synesthesia fp32", batch)
+        compiled_s = total(median, "synesthesia fp32 compiled", batch)
         saved = (eager_s - compiled_s) / (len(MODES) * NEW_TOKENS)  # seconds per step
         pays = f"after {seconds / saved:,.0f} steps" if saved > 0 else "never (not faster than eager)"
         print(f"compiled fp32 at batch {batch}: {saved * 1e3:+.2f} ms a step saved; "
