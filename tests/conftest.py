@@ -34,6 +34,13 @@ def make_plugin_dist(root: Path, name: str, source: str, version: str = "0.1.0")
     return root
 
 
+def model_loads(seconds: list[float]) -> int:
+    """How many of a batch's ``timings.load_model`` were real loads. A load takes over a second; a worker's cached
+    model a few ms at most on a busy host (0.001-0.002 s seen, which "> 0" counted as loads): a tenth of the
+    slowest load tells them apart."""
+    return sum(t > max(seconds) / 10 for t in seconds)
+
+
 TINY_TEXT = "the sea at night is cold and wide\nthe moon above, the waves beside\n"
 
 
