@@ -340,6 +340,41 @@ def _weight_format(dtype) -> str:
 PACK_MIN_ROWS = 8  # smallest batch whose matmuls run on packed weights (measured: see InferenceModel)
 
 
+def compile_packed_matmuls() -> bool:
+    """Let ``torch.compile`` call MKL's packed matmul (``mkl::_mkl_linear``, ``InferenceModel.pack``) on
+    weights that are inputs of the graph, as an opaque kernel. Inductor lowers that op only for frozen weights
+    (graph constants: ``freezing``, whose packed weights its cache cannot hold) and fails on any other; this
+    wraps its lowering once per process: constants still take inductor's own, other weights the op as it is.
+    False where this torch's inductor has no such lowering to wrap (a packed batch then steps eagerly)."""
+    global _PACKED_LOWERING
+    if _PACKED_LOWERING is None:
+        _PACKED_LOWERING = _wrap_packed_lowering()
+    return _PACKED_LOWERING
+
+
+_PACKED_LOWERING: bool | None = None
+
+
+def _wrap_packed_lowering() -> bool:
+    try:
+        from torch._inductor import lowering
+        from torch._inductor.virtualized import V
+
+        op = torch.ops.mkl._mkl_linear.default
+        for_constants = lowering.lowerings.pop(op)
+    except (ImportError, AttributeError, KeyError):
+        return False
+    lowering.make_fallback(op, warn=False)  # registers the op as it is (an extern kernel call)
+    as_it_is = lowering.lowerings[op]
+
+    def packed_linear(x, packed_w, orig_w, *args, **kwargs):
+        lower = for_constants if packed_w.get_name() in V.graph.constants else as_it_is
+        return lower(x, packed_w, orig_w, *args, **kwargs)
+
+    lowering.lowerings[op] = packed_linear
+    return True
+
+
 class InferenceModel:
     """Fast incremental decoding for a ``GPT``: plain tensors, ``x @ W`` with W [K, N] contiguous.
 
@@ -371,7 +406,9 @@ class InferenceModel:
     ~20% faster per token at batch 1 for ~20 s of compile the first time on a machine and ~3 s once
     inductor's cache holds it (``benchmarks/bench_generate.py --compile``),
     so it pays only in a long-lived process (a server, an installation). A batch whose weights are packed
-    stays eager: there the compiled step (plain matmuls) was slower than the packed one.
+    compiles around the packed matmuls (``compile_packed_matmuls``): at batch 8 20-30% less per step than the
+    eager packed one, for a compile of ~30 s (~10 s from inductor's cache); the compiled step on plain matmuls
+    was slower than the eager packed one.
     """
 
     def __init__(self, model: GPT, dtype: torch.dtype | str = torch.float32, *, static: bool | None = None,
@@ -395,14 +432,16 @@ class InferenceModel:
         # layer on an H200 at batch 1, 62% of the step; with explicit_attention a graphed step fed its own argmax
         # took 0.31 ms instead of 0.59 (two H200 runs: results/generate_cuda_*). Compiled on the CPU, inductor
         # fuses the scale and softmax between two small matmuls where SDPA is one opaque call: ~6% less per
-        # step at batch 1 (the same greedy tokens). Eager CPU steps, a packed batch's too, keep SDPA: there
-        # explicit_attention took 3-5% more at batch 1 and 8.
+        # step at batch 1, ~10% at batch 8 on packed weights (the same greedy tokens). Eager CPU steps, a packed
+        # batch's too, keep SDPA: there explicit_attention took 3-5% more at batch 1 and 8.
         self.plain_attention = self.dtype == torch.float32 and (on_cuda or self.compile)
         can_pack = (self.weight_format == "float32" and self.device.type == "cpu" and not self.static
                     and torch.backends.mkl.is_available() and hasattr(torch.ops.mkl, "_mkl_linear"))
         if pack and not can_pack:
             raise ConfigError("pack=True needs float32 weights, the dynamic step and a CPU build of torch with MKL")
         self.pack = can_pack if pack is None else bool(pack)
+        # Whether a compiled step may run on packed weights (else a packed batch steps eagerly)
+        self.compile_packed = self.compile and self.pack and compile_packed_matmuls()
         # id(weight [K, N]) -> (MKL-packed weight for _packed_rows, the weight as [N, K]: a view, made once)
         self._packed: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._packed_rows = 0
@@ -487,6 +526,9 @@ class InferenceModel:
         self._packed = {id(w): (torch.ops.mkl._mkl_reorder_linear_weight(w.t(), rows), w.t())
                         for w in weights + [self.head_w]}
         self._packed_rows = rows
+        if self.compile_packed:  # fixed sizes: with dynamic=True their sizes became symbols numbered anew in
+            for packed, _ in self._packed.values():  # each process, and inductor's cache never hit (28 s, not 9)
+                torch._dynamo.mark_static(packed)
 
     def _make_cache(self, batch_size: int) -> KVCache:
         c = self.config
@@ -557,7 +599,7 @@ class InferenceModel:
                 layer_cache[:, :, :, start:end] = kv  # one copy; broadcasts a batch-1 prompt over all candidates
             keys, values = layer_cache[:, :Bx, :, :end]  # each [Bx, H, end, D]
             # One new position attends to every cached one; a prompt (start == 0) needs the causal mask.
-            if T == 1 and self.plain_attention and Bx != self._packed_rows:  # (a packed batch steps eagerly)
+            if T == 1 and self.plain_attention:
                 y, _ = explicit_attention(q, keys, values, None)  # [Bx, H, 1, D]
             else:
                 y = F.scaled_dot_product_attention(q, keys, values, is_causal=T > 1)
@@ -637,8 +679,8 @@ class InferenceModel:
             return self._graphed[cache.batch_size].replay(tokens, cache)
         if self.static:
             return self._static_fn(tokens, cache)
-        if cache.batch_size == self._packed_rows:  # packed matmuls: eager (faster than compiled plain ones)
-            return self._decode(tokens, cache, pos)
+        if cache.batch_size == self._packed_rows and not self.compile_packed:  # eager packed matmuls: faster
+            return self._decode(tokens, cache, pos)  # than compiled plain ones
         return self._decode_fn(tokens, cache, pos)
 
     def _decode(self, tokens: torch.Tensor, cache: KVCache, pos: int) -> torch.Tensor:
