@@ -35,9 +35,9 @@ class ModelConfig:
     # says what and why). float32 stays the default: auto may pick int8, whose tokens differ from the trained
     # model's and from machine to machine, and which the hf generator does not take.
     dtype: str = "float32"
-    # torch.compile the transformer's decoding step (the same tokens): ~20% faster per token at batch 1 on CPU
-    # after a compile in every new process (~20 s the first time on a machine, ~3 s once its cache holds it),
-    # so it pays in a long-lived server or installation, not in one run.
+    # torch.compile the transformer's decoding step (the same tokens): on CPU ~20-30% faster per token at batch 1
+    # and at 8 candidates after a compile per batch size in every new process (~20-35 s the first time on a
+    # machine, ~5-12 s once its cache holds it), so it pays in a long-lived server or installation, not in one run.
     compile: bool = False
     # model.generator=openai: the server's base URL (http://127.0.0.1:8000/v1; None: OpenAI itself) and the
     # environment variable that holds the API key (its value is never written to a manifest or log).
