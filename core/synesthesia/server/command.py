@@ -29,8 +29,8 @@ import click
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256),
               help="CPU threads for decoding.")
 @click.option("--compile", "compile_", is_flag=True,
-              help="torch.compile each transformer's decoding step: ~20% faster per token after a compile of "
-                   "~3-20 s per model (model.compile).")
+              help="torch.compile each transformer's decoding step: ~20-30% faster per token after a compile of "
+                   "~5-35 s per model and number of candidates (model.compile).")
 @click.option("--preload/--no-preload", default=True, show_default=True,
               help="Load every served model before accepting requests.")
 @click.option("--rescan", default=5.0, show_default=True, type=float,
