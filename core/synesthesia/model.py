@@ -21,6 +21,7 @@ The cache holds ``block_size`` positions. Running past them is the sampler's job
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from dataclasses import asdict, dataclass, fields
@@ -340,22 +341,13 @@ def _weight_format(dtype) -> str:
 PACK_MIN_ROWS = 8  # smallest batch whose matmuls run on packed weights (measured: see InferenceModel)
 
 
+@functools.cache
 def compile_packed_matmuls() -> bool:
     """Let ``torch.compile`` call MKL's packed matmul (``mkl::_mkl_linear``, ``InferenceModel.pack``) on
     weights that are inputs of the graph, as an opaque kernel. Inductor lowers that op only for frozen weights
     (graph constants: ``freezing``, whose packed weights its cache cannot hold) and fails on any other; this
     wraps its lowering once per process: constants still take inductor's own, other weights the op as it is.
     False where this torch's inductor has no such lowering to wrap (a packed batch then steps eagerly)."""
-    global _PACKED_LOWERING
-    if _PACKED_LOWERING is None:
-        _PACKED_LOWERING = _wrap_packed_lowering()
-    return _PACKED_LOWERING
-
-
-_PACKED_LOWERING: bool | None = None
-
-
-def _wrap_packed_lowering() -> bool:
     try:
         from torch._inductor import lowering
         from torch._inductor.virtualized import V
@@ -603,8 +595,7 @@ class InferenceModel:
                 layer_cache[:, :, :, start:end] = kv  # one copy; broadcasts a batch-1 prompt over all candidates
             keys, values = layer_cache[:, :Bx, :, :end]  # each [Bx, H, end, D]
             # One new position attends to every cached one; a prompt (start == 0) needs the causal mask.
-            eager_packed = Bx == self._packed_rows and not self.compile_packed  # (SDPA is faster when eager)
-            if T == 1 and self.plain_attention and not eager_packed:
+            if T == 1 and self.plain_attention and not self._eager_packed(Bx):  # (SDPA is faster when eager)
                 y, _ = explicit_attention(q, keys, values, None)  # [Bx, H, 1, D]
             else:
                 y = F.scaled_dot_product_attention(q, keys, values, is_causal=T > 1)
@@ -684,9 +675,15 @@ class InferenceModel:
             return self._graphed[cache.batch_size].replay(tokens, cache)
         if self.static:
             return self._static_fn(tokens, cache)
-        if cache.batch_size == self._packed_rows and not self.compile_packed:  # eager packed matmuls: faster
-            return self._decode(tokens, cache, pos)  # than compiled plain ones
+        if self._eager_packed(cache.batch_size):
+            return self._decode(tokens, cache, pos)
         return self._decode_fn(tokens, cache, pos)
+
+    def _eager_packed(self, rows: int) -> bool:
+        """Whether a step of ``rows`` candidates runs eagerly on packed weights: always when the model is not
+        compiled, and in a compiled one where inductor cannot take them (``compile_packed`` off: eager packed
+        matmuls beat compiled plain ones)."""
+        return rows == self._packed_rows and not self.compile_packed
 
     def _decode(self, tokens: torch.Tensor, cache: KVCache, pos: int) -> torch.Tensor:
         """The dynamic step: tokens [B] at position ``pos`` -> logits [B, V] float32."""
