@@ -52,8 +52,8 @@ def ray_cluster():
         yield address or f"127.0.0.1:{port}"
     finally:
         os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=30)
+        try:  # `ray start --block` often outwaits any timeout here (30 s did): its processes are killed below anyway
+            head.wait(timeout=5)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
         for pid in _pids_with(temp):  # what the head started in sessions of its own (gcs_server, raylet...)
