@@ -52,7 +52,7 @@ def ray_cluster():
         yield address or f"127.0.0.1:{port}"
     finally:
         os.killpg(head.pid, signal.SIGTERM)
-        try:  # `ray start --block` often outwaits any timeout here (30 s did): its processes are killed below anyway
+        try:  # `ray start --block` outwaited a 30 s timeout here once: its processes are killed below anyway
             head.wait(timeout=5)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
