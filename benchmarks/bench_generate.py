@@ -29,7 +29,9 @@ Rows:
 Roofline: decoding reads every weight once per step, so ``weights GB/s`` = steps/s x bytes of the weights
 the step reads (its matmul weights; embeddings are looked up by row). The probe (``machine.memory_bandwidth``)
 reads a 1 GiB tensor (main memory) and one the size of the fp32 weights (what re-reading them every token
-can reach while they stay in cache); ``roof`` is the share of the faster of the two.
+can reach while they stay in cache); ``roof`` is the share of the faster of the two. The same line says
+whether large tensors are on transparent huge pages (``hardware.use_huge_pages``; ours and HF's alike, in one
+process: run with ``THP_MEM_ALLOC_ENABLE=0`` for a table without them).
 
 The ``speedup_vs_hf`` lines compare each path with HF at each batch size, over greedy and sampled together
 (total tokens over total median time). The ``goals`` lines (bench shapes) say whether the fp32 paths meet issue
@@ -305,7 +307,7 @@ def main() -> None:
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from machine import device_name, memory_bandwidth
+    from machine import device_name, huge_pages_line, memory_bandwidth
 
     device = args.device
     cuda = device.startswith("cuda")
@@ -374,7 +376,7 @@ def main() -> None:
           f"{model.num_params() / 1e6:.1f}M parameters ({fp32_bytes / 1e6:.0f} MB of fp32 weights read per step); "
           f"{PROMPT_TOKENS}-token prompt + {NEW_TOKENS} new tokens; median of {args.repeats}")
     print(f"memory: 1 GiB read {memory['read']:.1f} GB/s, copy {memory['copy']:.1f} GB/s (read + write); "
-          f"a weights-sized read {cached['read']:.1f} GB/s; roofline {roofline:.1f} GB/s")
+          f"a weights-sized read {cached['read']:.1f} GB/s; roofline {roofline:.1f} GB/s; {huge_pages_line()}")
     if compile_seconds:
         compiled_in = ", ".join(f"batch {b} {s:.1f} s" for b, s in compile_seconds.items())
         packed = (" (on packed weights)" if compiled.compile_packed else " (batch 8 runs eager on packed weights)"

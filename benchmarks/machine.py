@@ -3,9 +3,14 @@ fast its memory is (the roofline a decoder that reads every weight once per toke
 
 from __future__ import annotations
 
+import os
 import time
 
-from synesthesia.hardware import cpu_model  # noqa: F401  (one source: benchmarks print what auto decides by)
+from synesthesia.hardware import (
+    HUGE_PAGES_ENV,
+    cpu_model,  # noqa: F401  (one source: benchmarks print what auto decides by)
+    transparent_huge_pages,
+)
 
 
 def memory_bandwidth(device: str = "cpu", megabytes: float = 1024, repeats: int = 5) -> dict[str, float]:
@@ -34,6 +39,13 @@ def memory_bandwidth(device: str = "cpu", megabytes: float = 1024, repeats: int 
     read = n * 4 / best(source.sum) / 1e9
     copy = 2 * n * 4 / best(lambda: target.copy_(source)) / 1e9
     return {"read": read, "copy": copy}
+
+
+def huge_pages_line() -> str:
+    """Whether this process's large torch tensors are on transparent huge pages (``hardware.use_huge_pages``,
+    which ``import synesthesia`` calls) and the kernel's mode."""
+    on = os.environ.get(HUGE_PAGES_ENV) == "1" and transparent_huge_pages() in ("always", "madvise")
+    return f"huge pages {'on' if on else 'off'} (kernel: {transparent_huge_pages() or 'unknown'})"
 
 
 def device_name(device: str) -> str:

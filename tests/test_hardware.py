@@ -105,3 +105,48 @@ def test_measuring_leaves_the_callers_random_state_and_threads_alone():
     hardware.measure("inference", ("float32",))
     assert torch.equal(torch.rand(4), expected)
     assert torch.get_num_threads() == threads
+
+
+HUGE_PAGES_PROBE = """
+import os
+import synesthesia, torch
+x = torch.ones(16 * 1024 * 1024)  # 64 MB, filled: its pages exist
+huge_kb = sum(int(line.split()[1]) for line in open("/proc/self/smaps_rollup") if line.startswith("AnonHugePages"))
+print(os.environ.get("THP_MEM_ALLOC_ENABLE"), huge_kb)
+"""
+
+
+def _probe_huge_pages(env_value: str | None) -> tuple[str, int]:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != hardware.HUGE_PAGES_ENV}
+    if env_value is not None:
+        env[hardware.HUGE_PAGES_ENV] = env_value
+    out = subprocess.run([sys.executable, "-c", HUGE_PAGES_PROBE], env=env, capture_output=True, text=True,
+                         check=True, timeout=120).stdout.split()
+    return out[0], int(out[1])
+
+
+def test_import_puts_large_tensors_on_huge_pages_unless_the_user_said_no():
+    mode = hardware.transparent_huge_pages()
+    setting, huge_kb = _probe_huge_pages(None)
+    if mode not in ("always", "madvise"):  # the kernel offers none: nothing is asked of torch
+        assert setting == "None"
+        return
+    assert setting == "1"
+    if mode == "madvise":  # only what torch madvise's gets huge pages: this tells our setting worked
+        assert huge_kb >= 2048
+        assert _probe_huge_pages("0") == ("0", 0)  # the user's choice stands
+
+
+def test_the_kernels_huge_page_mode_is_read_from_sysfs(tmp_path, monkeypatch):
+    mode_file = tmp_path / "enabled"
+    mode_file.write_text("always [madvise] never\n")
+    monkeypatch.setattr(hardware, "THP_MODE_PATH", mode_file)
+    assert hardware.transparent_huge_pages() == "madvise"
+    mode_file.write_text("[always] madvise never\n")
+    assert hardware.transparent_huge_pages() == "always"
+    monkeypatch.setattr(hardware, "THP_MODE_PATH", tmp_path / "missing")
+    assert hardware.transparent_huge_pages() == ""

@@ -126,6 +126,33 @@ def keep_compiled_code() -> None:
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
 
 
+HUGE_PAGES_ENV = "THP_MEM_ALLOC_ENABLE"  # torch's switch; read once, at its first CPU allocation
+THP_MODE_PATH = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+
+
+def transparent_huge_pages() -> str:
+    """The kernel's transparent huge page mode: "always", "madvise" or "never"; "" where unknown (not Linux)."""
+    try:
+        text = THP_MODE_PATH.read_text()
+    except OSError:
+        return ""
+    start, end = text.find("["), text.find("]")
+    return text[start + 1:end] if 0 <= start < end else ""
+
+
+def use_huge_pages() -> bool:
+    """Ask torch to put its CPU tensors of 2 MB and more (weights, KV caches) on transparent huge pages
+    (``THP_MEM_ALLOC_ENABLE=1``: 2 MB-aligned and madvise'd) where the kernel offers them, unless the user set
+    that variable. Fewer TLB misses where a decoding step reads the KV cache of many candidates: a batch-8 step
+    took ~11% less time on the 2-core machine, batch 1 ~6% (README, Performance). Torch reads the variable at
+    its first CPU allocation, so ``import synesthesia`` calls this before any tensor exists; a process that
+    allocated tensors first keeps small pages. Returns whether torch will ask for huge pages."""
+    if transparent_huge_pages() not in ("always", "madvise"):
+        return False
+    os.environ.setdefault(HUGE_PAGES_ENV, "1")
+    return os.environ[HUGE_PAGES_ENV] == "1"
+
+
 # --------------------------------------------------------------------------------------------------
 # Choosing
 
