@@ -3,13 +3,12 @@ fast its memory is (the roofline a decoder that reads every weight once per toke
 
 from __future__ import annotations
 
-import os
 import time
 
 from synesthesia.hardware import (
-    HUGE_PAGES_ENV,
     cpu_model,  # noqa: F401  (one source: benchmarks print what auto decides by)
     transparent_huge_pages,
+    use_huge_pages,
 )
 
 
@@ -44,7 +43,7 @@ def memory_bandwidth(device: str = "cpu", megabytes: float = 1024, repeats: int 
 def huge_pages_line() -> str:
     """Whether this process's large torch tensors are on transparent huge pages (``hardware.use_huge_pages``,
     which ``import synesthesia`` calls) and the kernel's mode."""
-    on = os.environ.get(HUGE_PAGES_ENV) == "1" and transparent_huge_pages() in ("always", "madvise")
+    on = use_huge_pages()  # already called by the import: this only reads the answer again
     return f"huge pages {'on' if on else 'off'} (kernel: {transparent_huge_pages() or 'unknown'})"
 
 

@@ -416,7 +416,7 @@ def test_index_of_ten_thousand_artworks(tmp_path):
     for name, query in {"newest 50": {}, "all 10,000": {"limit": 10_000}, "text": {"q": "second line 6993"},
                         "theme+form": {"theme": "theme 42", "form": "七绝"}, "model+dates": {
                             "model": "tang", "since": "2026-03-01", "until": "2026-03-31"}}.items():
-        for _ in range(3):  # the best of 3: one CI run's "all 10,000" took 1.44 s once (55-63 ms in reruns)
+        for _ in range(3):  # the best of 3: one CI run's "all 10,000" took 1.44 s once (53-63 ms in three reruns)
             started, cpu = time.perf_counter(), time.process_time()
             result = index.search(**query)
             timings[name] = min(timings.get(name, float("inf")), (time.perf_counter() - started) * 1000)
